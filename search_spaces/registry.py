@@ -1,0 +1,92 @@
+"""Experiments are plain data: what is fixed, what is searched, how, and with which budgets.
+
+    Experiment(name, description, fixed={...}, space={"minority_weight": Range(2, 10, grid=...)})
+
+`space` entries are `Range` (searched by Optuna, or by their grid values when the search is a
+grid: several seeds, or a budget that asks for full grids) or `Choice`. `arms` make a study: each
+arm is a labelled set of fixed settings (a `group`), crossed with the seeds and the space.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    scale: str = "linear"  # linear | log | int
+    grid: tuple = ()  # values used when the search is a grid
+
+    def grid_values(self) -> list:
+        if self.grid:
+            return list(self.grid)
+        if self.scale == "int":
+            return list(range(int(self.low), int(self.high) + 1))
+        if self.scale == "log":
+            import math
+
+            lo, hi = math.log10(self.low), math.log10(self.high)
+            return [float(f"{10 ** (lo + i * (hi - lo) / 4):.3g}") for i in range(5)]
+        return [round(self.low + i * (self.high - self.low) / 4, 6) for i in range(5)]
+
+    def describe(self) -> str:
+        return f"{self.low:g}..{self.high:g}" + (" (log)" if self.scale == "log" else "")
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple
+
+    def grid_values(self) -> list:
+        return list(self.values)
+
+    def describe(self) -> str:
+        return "{" + ", ".join(map(str, self.values)) + "}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    num_samples: int  # Optuna trials (per grid point when the search is a grid)
+    max_epochs: int
+    seeds: tuple = (0,)
+    grace_period: int = 1  # ASHA: epochs before the first cut
+    reduction_factor: int = 2
+    searcher: str | None = None  # override the experiment's searcher ("grid" for full grids)
+    fixed: dict = field(default_factory=dict)  # settings this budget changes (e.g. dataset for smoke)
+    max_concurrent: int | None = None
+
+
+# Shared budgets. `local` must finish within ~15 minutes on a 2-core CPU on full MNIST.
+SMOKE = Budget(num_samples=4, max_epochs=2, fixed={"dataset": "mnist-sample"}, grace_period=1, reduction_factor=2)
+LOCAL = Budget(num_samples=8, max_epochs=4, grace_period=1, reduction_factor=2)
+PAPER = Budget(num_samples=1, max_epochs=100, seeds=(0, 1, 2, 3, 4), searcher="grid", grace_period=10,
+               reduction_factor=3)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Range | Choice] = field(default_factory=dict)
+    arms: tuple[dict, ...] = ()  # study groups: each a dict of settings including "group"
+    searcher: str = "optuna"  # optuna | grid | random
+    metric: str = "val_balanced_acc"
+    mode: str = "max"
+    budgets: dict[str, Budget] = field(default_factory=lambda: {"smoke": SMOKE, "local": LOCAL, "paper": PAPER})
+    remedies: tuple[str, ...] = ()
+
+    def with_(self, **changes) -> "Experiment":
+        return replace(self, **changes)
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register(exp: Experiment) -> Experiment:
+    if exp.name in EXPERIMENTS:
+        raise ValueError(f"experiment {exp.name!r} registered twice")
+    EXPERIMENTS[exp.name] = exp
+    return exp

@@ -1,0 +1,80 @@
+"""One experiment per remedy, on the LSTM family and on the CNN (for the CNN-vs-RNN comparison)."""
+from search_spaces.registry import Choice, Experiment, Range, register
+
+# Over-sampled minority copies carry the augmentation, as in the studies ("raising the minority
+# count to 100% of the original with noisy / rotated copies").
+COPIES = {"ros_target": 1.0, "augment_scope": "copies"}
+
+WEIGHT = Range(2, 10, grid=(2, 3, 4, 5, 6, 7, 8, 9, 10))
+ROS = Range(0.2, 1.0, grid=(0.2, 0.4, 0.6, 0.8, 1.0))
+NOISE = Range(0.05, 1.0, grid=(0.1, 0.3, 0.5, 0.7, 0.9))
+ROTATION = Range(0, 30, grid=(0, 5, 10, 15, 20, 25, 30))
+IRM = Range(1e-2, 1e4, scale="log", grid=(0.01, 0.1, 1, 10, 100, 1000, 10000))
+
+
+def remedy_experiments(prefix: str, model: str, *, weighted_model: str | None = None, ros_model: str | None = None):
+    """The remedy sweeps on one model family (`lstm_*` or `cnn_*`)."""
+    return [
+        Experiment(
+            f"{prefix}_baseline",
+            f"{model}: balanced vs imbalanced (0-4 kept at 10%), no remedy, several seeds",
+            fixed={"model": model},
+            space={"minority_keep": Choice((1.0, 0.1))},
+            searcher="grid",
+        ),
+        Experiment(
+            f"{prefix}_weighted",
+            f"{weighted_model or model}: minority class loss weight 2-10",
+            fixed={"model": weighted_model or model, "weight_decay": 1e-4},
+            space={"minority_weight": WEIGHT},
+            remedies=("weighted_loss",),
+        ),
+        Experiment(
+            f"{prefix}_ros",
+            f"{ros_model or model}: random over-sampling to ros_target 0.2-1.0 with +-25 deg rotated copies",
+            fixed={"model": ros_model or model, "rotation_deg": 25.0, "augment_scope": "copies"},
+            space={"ros_target": ROS},
+            remedies=("ros", "rotation"),
+        ),
+        Experiment(
+            f"{prefix}_noise",
+            f"{model}: Gaussian noise on over-sampled minority copies (minority restored to balance)",
+            fixed={"model": model, **COPIES},
+            space={"noise_sigma": NOISE},
+            remedies=("ros", "noise"),
+        ),
+        Experiment(
+            f"{prefix}_rotation",
+            f"{model}: random rotation 0-30 deg of over-sampled minority copies",
+            fixed={"model": model, **COPIES},
+            space={"rotation_deg": ROTATION},
+            remedies=("ros", "rotation"),
+        ),
+        Experiment(
+            f"{prefix}_irm",
+            f"{model}: IRM penalty, minority vs majority environments, lambda on a log scale",
+            fixed={"model": model, "irm_env": "groups", "irm_anneal_epochs": 1},
+            space={"irm_lambda": IRM},
+            remedies=("irm",),
+        ),
+        Experiment(
+            f"{prefix}_combined",
+            f"{model}: weight, over-sampling, noise, rotation and IRM searched together (Optuna TPE)",
+            fixed={"model": model, "augment_scope": "copies", "irm_env": "groups", "irm_anneal_epochs": 1},
+            space={
+                "minority_weight": Range(1, 10, grid=(1, 3, 10)),
+                "ros_target": Range(0.0, 1.0, grid=(0.0, 0.5, 1.0)),
+                "noise_sigma": Range(0.0, 0.5, grid=(0.0, 0.3)),
+                "rotation_deg": Range(0, 30, grid=(0, 15)),
+                "irm_lambda": Range(1e-2, 1e3, scale="log", grid=(0.1, 10)),
+                "lr": Range(3e-4, 3e-3, scale="log", grid=(1e-3,)),
+            },
+            remedies=("weighted_loss", "ros", "noise", "rotation", "irm"),
+        ),
+    ]
+
+
+for exp in remedy_experiments("lstm", "lstm", weighted_model="lstm_mlp", ros_model="lstm2"):
+    register(exp)
+for exp in remedy_experiments("cnn", "cnn"):
+    register(exp)

@@ -1,0 +1,155 @@
+"""Every setting a trial understands, declared once with its default, type and check.
+
+A trial config is a flat dict. `resolve` fills defaults and rejects bad values with one line
+naming the value and what is allowed, before any data is loaded or any model is built. Remedy
+settings are declared beside their code in `tuner.remedies`, model options in `tuner.models`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tuner.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    kind: type | tuple  # accepted Python type(s) after coercion; None always allowed when default is None
+    check: Callable[[Any], str | None] | None = None  # returns what is allowed when the value is bad
+    help: str = ""
+
+
+def positive(v):
+    return None if v > 0 else "a number > 0"
+
+
+def non_negative(v):
+    return None if v >= 0 else "a number >= 0"
+
+
+def fraction(v):
+    return None if 0 < v <= 1 else "a fraction in (0, 1]"
+
+
+def one_of(*names):
+    return lambda v: None if v in names else "one of " + ", ".join(names)
+
+
+def _classes(v):
+    if all(isinstance(c, int) and 0 <= c <= 9 for c in v):
+        return None
+    return "a list of class labels in 0-9"
+
+
+def _imbalance(v):
+    if isinstance(v, str):
+        try:
+            rho = float(v.split(":", 1)[1]) if v.startswith("long_tail:") else None
+        except ValueError:
+            rho = None
+        return None if rho is not None and 0 < rho <= 1 else "a dict class->fraction or 'long_tail:RHO' with 0 < RHO <= 1"
+    for c, f in v.items():
+        if not str(c).lstrip("-").isdigit() or not 0 <= int(c) <= 9:
+            return f"class labels in 0-9 (got class {c!r})"
+        if not 0 < float(f) <= 1:
+            return f"kept fractions in (0, 1] (got {f!r} for class {c})"
+    return None
+
+
+CORE: dict[str, Param] = {
+    "experiment": Param("", str, help="experiment name, recorded in every result"),
+    "group": Param("", str, help="label of a study group (unbalanced, augmented, irm, ...)"),
+    "budget": Param("", str, help="budget name, recorded in every result"),
+    "dataset": Param("mnist", str, help="dataset name: mnist, mnist-sample, cifar10"),
+    "dataset_fallback": Param(False, bool, help="fall back to mnist-sample when the dataset is unavailable"),
+    "data_dir": Param(None, str, help="data folder (else $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)"),
+    "model": Param("lstm", str, help="model name (tuner.models.MODELS)"),
+    "seed": Param(0, int, help="seed of initialisation, sampling and augmentation"),
+    "data_seed": Param(0, int, help="seed of the imbalanced subset and the validation split"),
+    "minority_classes": Param([0, 1, 2, 3, 4], list, _classes, "minority classes (group I)"),
+    "minority_keep": Param(0.1, float, fraction, "kept fraction of each minority class"),
+    "imbalance": Param(None, (dict, str), _imbalance, "class -> kept fraction, or 'long_tail:RHO'"),
+    "val_fraction": Param(0.1, float, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)"),
+    "epochs": Param(10, int, positive, "maximum epochs"),
+    "batch_size": Param(256, int, positive),
+    "eval_batch_size": Param(4096, int, positive),
+    "lr": Param(1e-3, float, positive),
+    "weight_decay": Param(0.0, float, non_negative),
+    "optimizer": Param("adam", str, one_of("adam", "adamw", "sgd")),
+    "momentum": Param(0.9, float, non_negative, "SGD momentum"),
+    "checkpoint_every": Param(1, int, positive, "epochs between checkpoints"),
+    "device": Param("auto", str, one_of("auto", "cpu", "cuda"), "auto: cuda when available"),
+}
+
+
+def all_params() -> dict[str, Param]:
+    from tuner import models, remedies
+
+    model_params = {k: Param(v, type(v), help="model option") for k, v in models.OPTIONS.items()}
+    return {**CORE, **model_params, **remedies.PARAMS}
+
+
+def defaults() -> dict[str, Any]:
+    return {k: p.default for k, p in all_params().items()}
+
+
+def coerce(key: str, value: Any, param: Param) -> Any:
+    """Convert a value (possibly a string from `--set key=value`) to the parameter's type."""
+    if value is None:
+        return None
+    kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
+    if isinstance(value, str) and str not in kinds:
+        try:
+            value = json.loads(value.replace("'", '"')) if value[:1] in "[{" else _scalar(value)
+        except (json.JSONDecodeError, ValueError):
+            pass
+    if bool in kinds and isinstance(value, bool):
+        return value
+    if float in kinds and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if int in kinds and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if list in kinds and isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+        return value
+    names = " or ".join(k.__name__ for k in kinds)
+    raise ConfigError(f"{key}={value!r} has the wrong type: expected {names}")
+
+
+def _scalar(s: str):
+    low = s.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return int(s)
+    except ValueError:
+        return float(s)
+
+
+def resolve(config: dict) -> dict:
+    """Defaults + the given values, type-checked and validated. Raises ConfigError (one line)."""
+    params = all_params()
+    unknown = sorted(set(config) - set(params))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}: known settings are {', '.join(sorted(params))}")
+    cfg = {}
+    for key, p in params.items():
+        value = coerce(key, config[key], p) if key in config else p.default
+        if value is not None and p.check is not None:
+            allowed = p.check(value)
+            if allowed:
+                raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
+        cfg[key] = value
+    from tuner import data, models, remedies
+
+    if cfg["model"] not in models.MODELS:
+        raise ConfigError(f"unknown model {cfg['model']!r}: choose one of {', '.join(sorted(models.MODELS))}")
+    if cfg["dataset"] not in data.DATASETS and not cfg["dataset"].startswith("imagefolder:"):
+        raise ConfigError(f"unknown dataset {cfg['dataset']!r}: choose one of {', '.join(sorted(data.DATASETS))}")
+    remedies.check(cfg)
+    return cfg

@@ -1,0 +1,46 @@
+"""A trial's data, resident on its device: uint8 pixels moved once, batches as index tensors.
+
+On CPU the arrays come zero-copy from Ray's object store (shared memory), so a trial adds no
+copy of the training set; on a GPU they move to the GPU once per trial. Batches are gathered by
+index, converted to float and normalised on the device: no DataLoader, no per-sample Python.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from tuner.data import Images, Split
+
+
+def _tensor(a: np.ndarray, device) -> torch.Tensor:
+    with warnings.catch_warnings():
+        # arrays from the object store are read-only; we never write to them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(a)
+    return t.to(device, non_blocking=True)
+
+
+class DeviceData:
+    def __init__(self, images: Images, split: Split, device: torch.device):
+        self.device = device
+        self.train_x = _tensor(images.train_x, device)
+        self.train_y = _tensor(images.train_y, device)
+        self.test_x = _tensor(images.test_x, device)
+        self.test_y = _tensor(images.test_y, device)
+        self.val_idx = torch.from_numpy(split.val_idx).to(device)
+        train_idx = torch.from_numpy(split.train_idx).to(device)
+        labels = self.train_y[train_idx]
+        self.by_class = [train_idx[labels == c] for c in range(images.num_classes)]
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(images.mean, device=device).view(shape)
+        self.std = torch.tensor(images.std, device=device).view(shape)
+        self.num_classes = images.num_classes
+
+    def pixels(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float pixels in [0, 1] (augmentation works on this scale)."""
+        return x_uint8.float().div_(255)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std

@@ -1,0 +1,437 @@
+"""`python -m tuner.search EXPERIMENT [options]`: one named experiment -> a Ray Tune search.
+
+The driver only turns an experiment (plain data, `search_spaces`) and the options into a
+`Tuner`: ASHA stops weak trials, Optuna (behind a ConcurrencyLimiter) or a grid proposes them,
+the training data goes into Ray's object store once (`tune.with_parameters`), and each trial is
+`tuner.trainable.tune_trainable`. Every option is checked before Ray starts.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tuner import config as config_mod
+from tuner import data as data_mod
+from tuner.errors import ConfigError
+from tuner.metrics import metrics_from_confusion
+
+DEFAULT_STORAGE = "results"
+ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9][A-Za-z0-9.\-]*:\d{1,5})$")
+SUMMARY_METRICS = ("acc", "minority_acc", "majority_acc", "balanced_acc")
+
+
+def metric_names() -> list[str]:
+    test = ["loss", *metrics_from_confusion(np.eye(10, dtype=np.int64), [0])]
+    return ["train_loss", "train_acc", *test, *("val_" + m for m in test)]
+
+
+@dataclass
+class Plan:
+    """Everything a search will do, decided and checked before Ray starts."""
+
+    experiment: object
+    budget_name: str
+    fixed: dict
+    space: dict  # name -> Range | Choice (searched)
+    searcher: str  # optuna | grid | random
+    seeds: list[int]
+    num_samples: int
+    max_epochs: int
+    metric: str
+    mode: str
+    asha: bool
+    grace_period: int
+    reduction_factor: int
+    storage_path: str
+    name: str
+    resume: bool
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None
+    address: str | None
+    arms: tuple = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    def grid_size(self) -> int:
+        n = max(1, len(self.arms)) * len(self.seeds)
+        if self.searcher == "grid":
+            for spec in self.space.values():
+                n *= len(spec.grid_values())
+        return n
+
+    def num_trials(self) -> int:
+        if self.searcher == "optuna":
+            return self.num_samples
+        return self.grid_size() * self.num_samples
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m tuner.search",
+        description="Search class-imbalance remedies with Ray Tune (ASHA + Optuna).",
+    )
+    p.add_argument("experiment", nargs="?", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--budget", default="local", help="smoke | local (default) | paper")
+    p.add_argument("--dataset", help="mnist | mnist-sample | cifar10 (default: the experiment's)")
+    p.add_argument("--data-dir", help="data folder (default $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)")
+    p.add_argument("--num-samples", type=int, help="trials the searcher proposes (per grid point for grids)")
+    p.add_argument("--max-epochs", type=int, help="maximum epochs per trial")
+    p.add_argument("--metric", help="selection metric on validation (default val_balanced_acc)")
+    p.add_argument("--mode", choices=("max", "min"), help="maximise or minimise --metric")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix any trial setting")
+    p.add_argument("--seeds", help="comma-separated seeds, a grid dimension (e.g. 0,1,2)")
+    p.add_argument("--searcher", choices=("optuna", "grid", "random"), help="override the experiment's searcher")
+    p.add_argument("--no-asha", action="store_true", help="run every trial to --max-epochs")
+    p.add_argument("--storage-path", default=DEFAULT_STORAGE, help="where runs are written (local dir, s3://...)")
+    p.add_argument("--name", help="run name (default EXPERIMENT-BUDGET-TIMESTAMP)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run --name")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional packs trials: 0.25 = 4 per GPU")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--address", help="join a running Ray cluster (auto after `ray up`, or HOST:PORT)")
+    p.add_argument("--yes", action="store_true", help="accepted for scripts; the search never asks")
+    return p.parse_args(argv)
+
+
+def _fail(msg: str, code: int = 2):
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def list_experiments() -> str:
+    from search_spaces import EXPERIMENTS
+
+    width = max(map(len, EXPERIMENTS))
+    return "\n".join(f"{name:<{width}}  {exp.description}" for name, exp in EXPERIMENTS.items())
+
+
+def parse_sets(items: list[str]) -> dict:
+    params = config_mod.all_params()
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is malformed: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key not in params:
+            raise ConfigError(f"--set {key}: unknown setting; known settings are {', '.join(sorted(params))}")
+        out[key] = config_mod.coerce(key, value, params[key])
+    return out
+
+
+def build_plan(args: argparse.Namespace) -> Plan:
+    """All checks that need no Ray and no data. Raises ConfigError with one line."""
+    from search_spaces import EXPERIMENTS
+
+    exp = EXPERIMENTS[args.experiment]
+    if args.budget not in exp.budgets:
+        raise ConfigError(f"--budget {args.budget!r}: choose one of {', '.join(exp.budgets)}")
+    budget = exp.budgets[args.budget]
+    for opt, value, low in (("--num-samples", args.num_samples, 1), ("--max-epochs", args.max_epochs, 1),
+                            ("--max-concurrent", args.max_concurrent, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{opt} {value}: must be an integer >= {low}")
+    if args.cpus_per_trial <= 0:
+        raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial:g}: must be > 0")
+    if args.gpus_per_trial < 0 or (args.gpus_per_trial > 1 and not float(args.gpus_per_trial).is_integer()):
+        raise ConfigError(f"--gpus-per-trial {args.gpus_per_trial:g}: must be a fraction in [0, 1] or a whole number")
+    if args.address is not None and not ADDRESS.match(args.address):
+        raise ConfigError(f"--address {args.address!r} is malformed: expected auto, HOST:PORT or ray://HOST:PORT")
+    metric = args.metric or exp.metric
+    if metric not in metric_names():
+        raise ConfigError(f"--metric {metric!r}: choose a reported metric, e.g. val_balanced_acc, val_minority_acc, val_macro_f1")
+    if args.metric and not metric.startswith("val_"):
+        print(f"warning: selecting on {metric!r}, which is not a validation metric", file=sys.stderr)
+    seeds = list(budget.seeds)
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        if not seeds:
+            raise ConfigError(f"--seeds {args.seeds!r}: give at least one seed")
+
+    sets = parse_sets(args.set)
+    fixed = {**exp.fixed, **budget.fixed, **sets, "experiment": exp.name, "budget": args.budget}
+    if args.dataset:
+        fixed["dataset"] = args.dataset
+    fixed.setdefault("dataset", config_mod.CORE["dataset"].default)
+    # only the default dataset may fall back to the shipped sample when it is unavailable
+    fixed["dataset_fallback"] = not args.dataset and "dataset" not in exp.fixed and "dataset" not in sets
+    if args.data_dir:
+        fixed["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+        if not Path(fixed["data_dir"]).is_dir():
+            raise ConfigError(f"--data-dir {args.data_dir!r} does not exist: pass an existing folder")
+    max_epochs = args.max_epochs or budget.max_epochs
+    fixed["epochs"] = max_epochs
+    space = {k: v for k, v in exp.space.items() if k not in sets}
+    searcher = args.searcher or budget.searcher or exp.searcher
+    notes = []
+    if searcher == "optuna" and not space:
+        searcher = "grid"
+    if searcher == "optuna" and (len(seeds) > 1 or exp.arms):
+        notes.append(f"{len(seeds)} seeds: searching the grid of each parameter so every config runs with every seed")
+        searcher = "grid"
+    num_samples = args.num_samples or (budget.num_samples if searcher != "grid" else 1)
+
+    # check every value any trial can get, now, not inside a trial on the cluster
+    for arm in exp.arms or ({},):
+        base = {**fixed, **arm, "seed": seeds[0]}
+        config_mod.resolve({**base, **{k: _first(v) for k, v in space.items()}})
+        for key, spec in space.items():
+            for value in spec.grid_values() + ([spec.low, spec.high] if hasattr(spec, "low") else []):
+                config_mod.resolve({**base, key: value})
+
+    storage = args.storage_path
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+        _check_writable(Path(storage))
+    name = args.name or f"{exp.name}-{args.budget}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    plan = Plan(
+        experiment=exp, budget_name=args.budget, fixed=fixed, space=space, searcher=searcher, seeds=seeds,
+        num_samples=num_samples, max_epochs=max_epochs, metric=metric, mode=args.mode or exp.mode,
+        asha=exp.searcher != "grid" and not args.no_asha and not exp.arms,
+        grace_period=min(budget.grace_period, max_epochs), reduction_factor=budget.reduction_factor,
+        storage_path=storage, name=name, resume=args.resume, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.max_concurrent,
+        address=args.address, arms=exp.arms, notes=notes,
+    )
+    _check_run_dir(plan)
+    return plan
+
+
+def _first(spec):
+    return spec.grid_values()[0]
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--storage-path {str(path)!r} is not writable ({e.strerror or e}): choose another folder") from None
+
+
+def _check_run_dir(plan: Plan) -> None:
+    if "://" in plan.storage_path:
+        return  # remote storage: Ray checks it when the run starts
+    run_dir = Path(plan.run_dir)
+    exists = run_dir.is_dir() and any(run_dir.glob("experiment_state*.json")) or (run_dir / "tuner.pkl").exists()
+    if plan.resume and not exists:
+        raise ConfigError(f"--resume: no run {plan.name!r} under {plan.storage_path} to resume")
+    if not plan.resume and exists:
+        raise ConfigError(
+            f"a run named {plan.name!r} already exists under {plan.storage_path}: add --resume to continue it, "
+            "or choose another --name"
+        )
+
+
+def describe(plan: Plan, images=None, split_counts=None) -> str:
+    exp = plan.experiment
+    searched = ", ".join(f"{k} {v.describe()}" for k, v in plan.space.items()) or "nothing (fixed settings)"
+    lines = [
+        f"Experiment  {exp.name}: {exp.description}",
+        f"Budget      {plan.budget_name}: {plan.num_trials()} trials x up to {plan.max_epochs} epochs, "
+        f"seeds {plan.seeds}" + (f", arms {[a.get('group') for a in plan.arms]}" if plan.arms else ""),
+        f"Model       {plan.fixed.get('model', config_mod.CORE['model'].default)}",
+        f"Data        {images.name if images else plan.fixed['dataset']}"
+        + (f", training counts per class {list(split_counts)}" if split_counts is not None else ""),
+        f"Searcher    {plan.searcher} over {searched}; selecting on {plan.metric} ({plan.mode})",
+        f"Scheduler   " + (f"ASHA (grace {plan.grace_period} epochs, reduction factor {plan.reduction_factor})"
+                           if plan.asha else "none: every trial runs to the end"),
+        f"Resources   {plan.cpus_per_trial:g} CPU, {plan.gpus_per_trial:g} GPU per trial"
+        + (f", at most {plan.max_concurrent} at once" if plan.max_concurrent else ""),
+        f"Results     {plan.run_dir}",
+    ]
+    return "\n".join(lines + [f"Note        {n}" for n in plan.notes])
+
+
+def param_space(plan: Plan) -> dict:
+    from ray import tune
+
+    space = {k: v for k, v in plan.fixed.items()}
+    for key, spec in plan.space.items():
+        if plan.searcher == "grid":
+            space[key] = tune.grid_search(spec.grid_values())
+        elif hasattr(spec, "values"):
+            space[key] = tune.choice(list(spec.values))
+        elif spec.scale == "log":
+            space[key] = tune.loguniform(spec.low, spec.high)
+        elif spec.scale == "int":
+            space[key] = tune.randint(int(spec.low), int(spec.high) + 1)
+        else:
+            space[key] = tune.uniform(spec.low, spec.high)
+    space["seed"] = tune.grid_search(plan.seeds) if len(plan.seeds) > 1 else plan.seeds[0]
+    if plan.arms:
+        # a study: grid over the arm's group label; each arm's other settings follow its label,
+        # so every setting stays a flat config key (and a Parquet column)
+        arms = {a["group"]: a for a in plan.arms}
+        space["group"] = tune.grid_search(list(arms))
+        for key in sorted({k for a in plan.arms for k in a} - {"group"}):
+            default = plan.fixed.get(key, config_mod.all_params()[key].default)
+            space[key] = tune.sample_from(lambda spec, key=key, default=default: arms[spec.config["group"]].get(key, default))
+    return space
+
+
+def load_images(plan: Plan):
+    # before Ray: an unavailable dataset fails here in seconds; the default may fall back (warning)
+    return data_mod.load_dataset(plan.fixed["dataset"], plan.fixed.get("data_dir"), fallback=plan.fixed["dataset_fallback"])
+
+
+def make_tuner(plan: Plan, images, cluster_cpus: float):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.trainable import tune_trainable
+
+    resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=images), resources)
+    if plan.resume:
+        return tune.Tuner.restore(plan.run_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    concurrent = plan.max_concurrent or max(1, int(cluster_cpus // plan.cpus_per_trial))
+    search_alg = None
+    if plan.searcher == "optuna":
+        # without a limiter OptunaSearch runs one trial at a time
+        search_alg = ConcurrencyLimiter(OptunaSearch(seed=plan.seeds[0]), max_concurrent=concurrent)
+    scheduler = (
+        ASHAScheduler(max_t=plan.max_epochs, grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
+        if plan.asha else FIFOScheduler()
+    )
+    tune_config = tune.TuneConfig(
+        metric=plan.metric, mode=plan.mode, search_alg=search_alg, scheduler=scheduler,
+        num_samples=plan.num_samples, max_concurrent_trials=plan.max_concurrent,
+        reuse_actors=True,  # a fresh actor per trial costs seconds; the trainable rebuilds all state from config
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
+    )
+    run_config = tune.RunConfig(
+        name=plan.name,
+        storage_path=plan.storage_path,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=2, checkpoint_score_attribute=plan.metric, checkpoint_score_order=plan.mode
+        ),
+        failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial resumes from its checkpoint
+        progress_reporter=progress_reporter(plan),
+        verbose=1,
+    )
+    return tune.Tuner(trainable, param_space=param_space(plan), tune_config=tune_config, run_config=run_config)
+
+
+def _trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def progress_reporter(plan: Plan):
+    from ray.tune import CLIReporter
+
+    short = {"epoch": "epoch", plan.metric: plan.metric, "val_minority_acc": "val_min_acc", "acc": "test_acc"}
+    params = [*plan.space, *(["seed"] if len(plan.seeds) > 1 else []), *(["group"] if plan.arms else [])]
+    return CLIReporter(metric_columns=short, parameter_columns=params, max_report_frequency=15,
+                       sort_by_metric=True, max_progress_rows=12)
+
+
+def best_epoch_rows(result_grid, plan: Plan) -> list[dict]:
+    """Per trial, the epoch with the best validation metric (selection never looks at test)."""
+    rows = []
+    for r in result_grid:
+        df = r.metrics_dataframe
+        row = {"trial_id": r.metrics.get("trial_id", "?") if r.metrics else "?", "status": "ERROR" if r.error else "OK",
+               "config": r.config}
+        if df is not None and len(df) and plan.metric in df:
+            best = df.loc[df[plan.metric].idxmax() if plan.mode == "max" else df[plan.metric].idxmin()]
+            row.update({k: best.get(k) for k in ("epoch", plan.metric, *SUMMARY_METRICS)})
+            row["epochs_run"] = int(df["epoch"].max())
+        if r.error:
+            row["error"] = str(r.error).strip().splitlines()[-1][:120]
+        rows.append(row)
+    key = (lambda x: -x.get(plan.metric, float("-inf"))) if plan.mode == "max" else (lambda x: x.get(plan.metric, float("inf")))
+    return sorted(rows, key=lambda x: key(x) if x.get(plan.metric) == x.get(plan.metric) and plan.metric in x else float("inf"))
+
+
+def summary(result_grid, plan: Plan, top: int = 10) -> str:
+    rows = best_epoch_rows(result_grid, plan)
+    params = [*plan.space, *(["seed"] if len(plan.seeds) > 1 else []), *(["group"] if plan.arms else [])]
+    head = ["rank", "trial", *params, "epoch", plan.metric, *SUMMARY_METRICS]
+    table = [head]
+    for i, row in enumerate([r for r in rows if plan.metric in r][:top], 1):
+        table.append([str(i), row["trial_id"], *(_fmt(row["config"].get(p)) for p in params),
+                      f"{row['epoch']:.0f}/{row['epochs_run']}", *(_fmt(row[m]) for m in (plan.metric, *SUMMARY_METRICS))])
+    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
+    text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in table)
+    failed = [r for r in rows if r["status"] == "ERROR"]
+    stopped = sum(1 for r in rows if r.get("epochs_run", plan.max_epochs) < plan.max_epochs)
+    out = [
+        f"\nBest configs by {plan.metric} (validation; test metrics at that epoch):",
+        text,
+        f"\n{len(rows)} trials: {len(rows) - len(failed)} finished ({stopped} stopped early by ASHA or a stop reason), "
+        f"{len(failed)} failed.",
+    ]
+    out += [f"  failed {r['trial_id']}: {r.get('error', '')}" for r in failed]
+    out += [f"Results:  {plan.run_dir}", f"Analyse:  python -m analysis.report {plan.run_dir}"]
+    return "\n".join(out)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.3g}"
+    return str(v)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        print(list_experiments())
+        return 0
+    from search_spaces import EXPERIMENTS
+
+    if not args.experiment:
+        _fail("give an EXPERIMENT name; known experiments:\n" + list_experiments())
+    if args.experiment not in EXPERIMENTS:
+        _fail(f"unknown experiment {args.experiment!r}; known experiments:\n" + list_experiments())
+    try:
+        plan = build_plan(args)
+        images = load_images(plan)
+        split = data_mod.make_split(images, config_mod.resolve({**plan.fixed, **{k: _first(v) for k, v in plan.space.items()}, **(plan.arms[0] if plan.arms else {})}))
+    except ConfigError as e:
+        _fail(str(e))
+    print(describe(plan, images, split.counts.tolist()), flush=True)
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter honours our trimmed columns
+    # per-epoch checkpoints of short trials trigger a noisy (harmless) snapshot warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+
+    if plan.address:
+        ray.init(address=plan.address, log_to_driver=True)
+    elif not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    tuner = make_tuner(plan, images, ray.cluster_resources().get("CPU", 1))
+    results = tuner.fit()
+    print(summary(results, plan))
+    unfinished = [t for t in results if t.metrics is None or (not t.error and t.metrics.get("epoch", 0) < plan.max_epochs and not t.metrics.get("done", True))]
+    if unfinished:
+        print(f"Some trials did not finish. Resume with: python -m tuner.search {plan.experiment.name} --resume "
+              f"--name {plan.name} --storage-path {plan.storage_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
