@@ -307,6 +307,9 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
     if plan.resume:
         return tune.Tuner.restore(plan.run_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
     concurrent = plan.max_concurrent or max(1, int(cluster_cpus // plan.cpus_per_trial))
+    if plan.address and not plan.max_concurrent:
+        # an autoscaling cluster starts small: pending trials are what make it add GPU nodes
+        concurrent = max(concurrent, min(plan.num_samples, 32))
     search_alg = None
     if plan.searcher == "optuna":
         # without a limiter OptunaSearch runs one trial at a time

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from tuner.config import resolve
+from tuner.data import keep_fractions, load_dataset, long_tail, make_split
+from tuner.errors import ConfigError
+
+STUDY = {"minority_classes": [0, 1, 2, 3, 4], "minority_keep": 0.1, "data_seed": 0, "val_fraction": 0.1, "imbalance": None}
+
+
+def test_full_mnist_imbalance_counts(shared_data):
+    images = load_dataset("mnist", shared_data, download=False)
+    split = make_split(images, STUDY)
+    # floor(0.1 * n) of each minority class, majority classes untouched
+    assert split.imbalanced_counts.tolist() == [592, 674, 595, 613, 584, 5421, 5918, 6265, 5851, 5949]
+    assert len(images.test_y) == 10_000  # the test set is never altered
+    assert np.bincount(images.test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_validation_split_is_stratified_and_disjoint(sample_images):
+    split = make_split(sample_images, STUDY)
+    assert not set(split.train_idx) & set(split.val_idx)
+    val_counts = sample_images.class_counts(split.val_idx)
+    # 10% of 50 minority images = 5, of 500 majority = 50 per class
+    assert val_counts.tolist() == [5] * 5 + [50] * 5
+    assert (split.counts + val_counts).tolist() == split.imbalanced_counts.tolist()
+    # a different data seed picks a different subset, the same seed the same one
+    assert np.array_equal(make_split(sample_images, STUDY).train_idx, split.train_idx)
+    assert not np.array_equal(make_split(sample_images, {**STUDY, "data_seed": 1}).train_idx, split.train_idx)
+
+
+def test_tiny_classes_keep_a_few_validation_images(sample_images):
+    split = make_split(sample_images, {**STUDY, "minority_keep": 0.02})  # 10 images per minority class
+    assert sample_images.class_counts(split.val_idx)[:5].tolist() == [3] * 5
+
+
+def test_imbalance_profiles(sample_images):
+    fracs = keep_fractions({**STUDY, "imbalance": {"3": 0.5, 7: 0.2}})
+    assert fracs[3] == 0.5 and fracs[7] == 0.2 and fracs[0] == 1.0
+    split = make_split(sample_images, {**STUDY, "imbalance": {3: 0.5, 7: 0.2}})
+    assert split.imbalanced_counts.tolist() == [500, 500, 500, 250, 500, 500, 500, 100, 500, 500]
+    lt = long_tail(0.01)
+    assert lt[0] == 1.0 and lt[9] == pytest.approx(0.01) and all(lt[c] > lt[c + 1] for c in range(9))
+    split = make_split(sample_images, {**STUDY, "imbalance": "long_tail:0.01"})
+    assert split.imbalanced_counts[0] == 500 and split.imbalanced_counts[9] == 5
+
+
+def test_empty_class_after_imbalance_is_a_clear_error(sample_images):
+    with pytest.raises(ConfigError, match="class 3 has 0 training image"):
+        make_split(sample_images, {**STUDY, "imbalance": {3: 0.001}})
+
+
+def test_fallback_to_the_shipped_sample_only_when_asked(tmp_path):
+    with pytest.warns(UserWarning, match="falling back to the shipped 'mnist-sample'"):
+        images = load_dataset("mnist", tmp_path, download=False, fallback=True)
+    assert images.name == "mnist-sample" and images.train_x.shape == (5000, 1, 28, 28)
+    with pytest.raises(ConfigError, match="dataset 'mnist' unavailable"):
+        load_dataset("mnist", tmp_path, download=False, fallback=False)
+    with pytest.raises(ConfigError, match="unknown dataset 'mnits': choose one of"):
+        load_dataset("mnits")
+
+
+def test_data_dir_from_environment(tmp_path, monkeypatch):
+    from tuner.data import resolve_data_dir
+
+    monkeypatch.setenv("TUNER_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir(None) == tmp_path
+    assert resolve_data_dir("/x") == __import__("pathlib").Path("/x")
+
+
+def test_cifar10_image_folder_is_decoded_once_and_cached(tmp_path):
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for c in classes:
+            (tmp_path / "cifar10" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / "cifar10" / split / c / f"{i}.png")
+    images = load_dataset("cifar10", tmp_path, download=False)
+    assert images.train_x.shape == (30, 3, 32, 32) and images.train_x.dtype == np.uint8
+    assert images.class_counts().tolist() == [3] * 10 and images.classes[0] == "airplane"
+    first = np.asarray(Image.open(tmp_path / "cifar10/train/airplane/0.png")).transpose(2, 0, 1)
+    assert np.array_equal(images.train_x[0], first)
+    assert (tmp_path / "cifar10" / "cache-train.npz").exists()
+    (tmp_path / "cifar10/train/airplane/0.png").unlink()  # the cache is used, not the images
+    again = load_dataset("cifar10", tmp_path, download=False)
+    assert np.array_equal(again.train_x, images.train_x)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"model": "resnet"}, "unknown model 'resnet'"),
+    ({"dataset": "svhn"}, "unknown dataset 'svhn'"),
+    ({"loss_fn": "hinge"}, "unknown remedy loss_fn='hinge'"),
+    ({"minority_classes": [0, 12]}, "minority_classes=[0, 12] is not allowed: expected a list of class labels in 0-9"),
+    ({"minority_keep": 0.0}, "minority_keep=0.0 is not allowed: expected a fraction in (0, 1]"),
+    ({"minority_keep": 1.5}, "minority_keep=1.5 is not allowed"),
+    ({"minority_weight": 0}, "minority_weight=0.0 is not allowed: expected a number > 0"),
+    ({"noise_sigma": -0.1}, "noise_sigma=-0.1 is not allowed: expected a number >= 0"),
+    ({"rotation_deg": -5}, "rotation_deg=-5.0 is not allowed"),
+    ({"lr": "fast"}, "lr='fast' has the wrong type: expected float"),
+    ({"colour": 1}, "unknown setting 'colour'"),
+    ({"imbalance": {11: 0.5}}, "class labels in 0-9"),
+])
+def test_bad_settings_give_one_clear_line(bad, message):
+    with pytest.raises(ConfigError) as err:
+        resolve(bad)
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -1,0 +1,144 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tuner import remedies
+from tuner.config import resolve
+
+COUNTS = [45] * 5 + [450] * 5  # mnist-sample at 10% minority, after the validation split
+
+
+def by_class(counts=COUNTS):
+    start, out = 0, []
+    for n in counts:
+        out.append(torch.arange(start, start + n))
+        start += n
+    return out
+
+
+def labels_of(plan, counts=COUNTS):
+    return torch.bucketize(plan.idx, torch.tensor(np.cumsum(counts)), right=True)
+
+
+def plan(**settings):
+    return remedies.epoch_plan(resolve(settings), by_class(), torch.Generator().manual_seed(0))
+
+
+def test_no_remedy_is_one_shuffled_pass():
+    p = plan()
+    assert sorted(p.idx.tolist()) == list(range(sum(COUNTS)))
+    assert torch.equal(p.y, labels_of(p)) and not p.rotate.any() and (p.sigma == 0).all()
+
+
+@pytest.mark.parametrize("ros_target, expected_minority", [(1.0, 450), (0.2, 90), (0.6, 270), (0.05, 45)])
+def test_ros_reaches_the_target_ratio(ros_target, expected_minority):
+    p = plan(ros_target=ros_target)
+    counts = torch.bincount(labels_of(p), minlength=10).tolist()
+    # target = round(ros_target * mean majority count); never fewer than the originals
+    assert counts == [expected_minority] * 5 + [450] * 5
+    # every original image is still there exactly once
+    assert set(range(sum(COUNTS))) <= set(p.idx.tolist())
+
+
+def test_ros_is_redrawn_each_epoch():
+    cfg, gen = resolve({"ros_target": 1.0}), torch.Generator().manual_seed(0)
+    a = remedies.epoch_plan(cfg, by_class(), gen).idx
+    b = remedies.epoch_plan(cfg, by_class(), gen).idx
+    assert not torch.equal(torch.sort(a).values, torch.sort(b).values)
+
+
+def test_noise_copies_recipe_of_the_rnn_study():
+    """Minority restored to balance by 9 copies with noise variances 0.1 .. 0.9."""
+    variances = [round(0.1 * k, 1) for k in range(1, 10)]
+    p = plan(noise_copies=variances)
+    y = labels_of(p)
+    assert torch.bincount(y, minlength=10).tolist() == [450] * 10
+    minority = y < 5
+    sigmas = sorted(set(round(s, 6) for s in p.sigma[minority].tolist()))
+    assert sigmas == [0.0] + [round(math.sqrt(v), 6) for v in variances]  # originals stay clean
+    # each variance is used once per minority original
+    assert ((p.sigma[minority] - math.sqrt(0.5)).abs() < 1e-6).sum() == 5 * 45
+    assert (p.sigma[~minority] == 0).all()
+
+
+@pytest.mark.parametrize("scope", ["copies", "minority", "all"])
+def test_augment_scope(scope):
+    p = plan(ros_target=1.0, noise_sigma=0.3, rotation_deg=10, augment_scope=scope)
+    y = labels_of(p)
+    n = len(p.idx)
+    is_copy = torch.zeros(n, dtype=torch.bool)
+    is_copy[torch.argsort(p.idx, stable=True)[sum(COUNTS):]] = True  # later duplicates are copies
+    expected = {"copies": None, "minority": y < 5, "all": torch.ones(n, dtype=torch.bool)}[scope]
+    if scope == "copies":
+        assert p.rotate.sum() == 5 * (450 - 45) and not p.rotate[y >= 5].any()
+    else:
+        assert torch.equal(p.rotate, expected)
+    assert torch.equal(p.sigma > 0, p.rotate)
+
+
+def test_noise_has_the_requested_std_and_rotation_keeps_pixels_in_range():
+    cfg = resolve({"noise_sigma": 0.3, "rotation_deg": 30, "augment_scope": "all"})
+    x = torch.zeros(512, 1, 28, 28)
+    out = remedies.augment(x, torch.full((512,), 0.3), torch.zeros(512, dtype=torch.bool), cfg, torch.Generator().manual_seed(0))
+    assert out.std().item() == pytest.approx(0.3, rel=0.02) and out.mean().abs() < 0.01
+
+
+def test_rotation_by_90_degrees_matches_rot90():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 2:6, 10:20] = 1.0  # a bar near the top
+    out = remedies.rotate(x, torch.tensor([90.0]))
+    # counter-clockwise, like torchvision's rotate: the bar moves to the left edge
+    assert torch.allclose(out, torch.rot90(x, 1, dims=(2, 3)), atol=1e-4)
+
+
+def test_class_weight_vector():
+    w = remedies.class_weight_vector(resolve({"minority_weight": 4}))
+    assert w.tolist() == [4.0] * 5 + [1.0] * 5
+    assert remedies.class_weight_vector(resolve({})) is None
+    full = list(range(1, 11))
+    assert remedies.class_weight_vector(resolve({"class_weights": full, "minority_weight": 3})).tolist() == full
+    # weighted cross-entropy = sum w_y * nll / sum w_y
+    logits, y = torch.randn(6, 10), torch.tensor([0, 1, 5, 6, 7, 2])
+    loss = remedies.make_loss(resolve({"minority_weight": 4}), COUNTS, "cpu")(logits, y)
+    nll = -F.log_softmax(logits, 1)[torch.arange(6), y]
+    wy = torch.tensor([4.0, 4, 1, 1, 1, 4])
+    assert loss.item() == pytest.approx(((wy * nll).sum() / wy.sum()).item(), rel=1e-5)
+
+
+def test_irm_penalty_against_a_hand_computed_gradient():
+    """d/dw CE(w z, y) at w = 1 is mean_i (sum_k softmax(z_i)_k z_ik - z_iy); the unbiased
+    penalty is the product of that gradient on the even and on the odd samples."""
+    z = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, -1.0, 0.0], [-0.5, 2.5, 1.0]])
+    y = np.array([0, 2, 1, 1])
+
+    def grad(zs, ys):
+        p = np.exp(zs) / np.exp(zs).sum(1, keepdims=True)
+        return np.mean((p * zs).sum(1) - zs[np.arange(len(ys)), ys])
+
+    expected = grad(z[0::2], y[0::2]) * grad(z[1::2], y[1::2])
+    got = remedies.irm_penalty(torch.tensor(z, dtype=torch.float32), torch.tensor(y), F.cross_entropy)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # and it is differentiable with respect to the logits (it is a training penalty)
+    logits = torch.tensor(z, requires_grad=True)
+    remedies.irm_penalty(logits, torch.tensor(y), F.cross_entropy).backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_irm_group_environments_and_schedule():
+    cfg = resolve({"irm_lambda": 100, "irm_env": "groups", "irm_anneal_epochs": 2})
+    z, y = torch.randn(8, 10), torch.tensor([0, 1, 2, 3, 5, 6, 7, 8])
+    is_minority = torch.tensor([True] * 5 + [False] * 5)
+    got = remedies.irm_environments_penalty(cfg, z, y, F.cross_entropy, is_minority)
+    m = y < 5
+    expected = (remedies.irm_penalty(z[m], y[m], F.cross_entropy) + remedies.irm_penalty(z[~m], y[~m], F.cross_entropy)) / 2
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert [remedies.irm_weight(cfg, e) for e in (1, 2, 3, 4)] == [1.0, 1.0, 100.0, 100.0]
+
+
+def test_registry_lists_every_remedy_setting_once():
+    names = [k for r in remedies.REMEDIES.values() for k in r.params]
+    assert len(names) == len(set(names))
+    assert remedies.active(resolve({"minority_weight": 3, "ros_target": 0.5, "irm_lambda": 1})) == ["weighted_loss", "ros", "irm"]

@@ -1,0 +1,135 @@
+"""The search service end to end: real Ray Tune searches on the shipped MNIST sample."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuner.search import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def trial_results(run_dir: Path) -> dict[str, list[dict]]:
+    out = {}
+    for f in sorted(run_dir.glob("trial_*/result.json")):
+        lines = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        out[f.parent.name] = lines
+    return out
+
+
+def test_smoke_search_writes_one_result_per_trial_and_picks_the_best(ray_session, tmp_path, capsys):
+    assert main(["lstm_weighted", "--budget", "smoke", "--dataset", "mnist-sample", "--num-samples", "4",
+                 "--max-epochs", "2", "--storage-path", str(tmp_path), "--name", "N"]) == 0
+    out = capsys.readouterr().out
+    results = trial_results(tmp_path / "N")
+    assert len(results) == 4
+    for rows in results.values():
+        assert rows[-1]["experiment"] == "lstm_weighted" and rows[-1]["dataset"] == "mnist-sample"
+        assert rows[-1]["config"]["minority_weight"] >= 2 and "seed" in rows[-1]["config"]
+    # the summary's first row is the trial with the best validation metric over all its epochs
+    best = max(results.items(), key=lambda kv: max(r["val_balanced_acc"] for r in kv[1]))
+    table = out.split("Best configs by val_balanced_acc")[1].splitlines()
+    first_row = table[2].split()
+    assert first_row[0] == "1" and first_row[1] == best[1][0]["trial_id"]
+    assert float(first_row[4]) == pytest.approx(max(r["val_balanced_acc"] for r in best[1]), abs=1e-4)
+    assert "python -m analysis.report" in out
+    # ASHA (grace 1 epoch, reduction factor 2) stopped at least one trial after its first epoch
+    assert min(len(rows) for rows in results.values()) == 1 and max(len(rows) for rows in results.values()) == 2
+
+
+def test_grid_over_seeds_and_the_baseline(ray_session, tmp_path, capsys):
+    assert main(["lstm_baseline", "--budget", "smoke", "--seeds", "0,1", "--max-epochs", "1",
+                 "--storage-path", str(tmp_path), "--name", "B"]) == 0
+    results = trial_results(tmp_path / "B")
+    combos = sorted((r[-1]["config"]["minority_keep"], r[-1]["seed"]) for r in results.values())
+    assert combos == [(0.1, 0), (0.1, 1), (1.0, 0), (1.0, 1)]
+    counts = {r[-1]["config"]["minority_keep"]: r[-1]["train_counts"] for r in results.values()}
+    assert counts[1.0] == [450] * 10 and counts[0.1] == [45] * 5 + [450] * 5
+
+
+def test_existing_name_is_never_overwritten(ray_session, tmp_path, capsys):
+    args = ["lstm_weighted", "--budget", "smoke", "--num-samples", "1", "--max-epochs", "1",
+            "--storage-path", str(tmp_path), "--name", "once"]
+    assert main(args) == 0
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["no_such_experiment"], "unknown experiment 'no_such_experiment'; known experiments:"),
+    (["lstm_weighted", "--num-samples", "0"], "--num-samples 0: must be an integer >= 1"),
+    (["lstm_weighted", "--set", "colour=red"], "--set colour: unknown setting"),
+    (["lstm_weighted", "--set", "minority_weight=heavy"], "minority_weight='heavy' has the wrong type"),
+    (["lstm_weighted", "--set", "minority_weight=-2"], "minority_weight=-2.0 is not allowed: expected a number > 0"),
+    (["lstm_weighted", "--set", "model=resnet"], "unknown model 'resnet'"),
+    (["lstm_weighted", "--dataset", "svhn"], "unknown dataset 'svhn'"),
+    (["lstm_weighted", "--set", "minority_classes=[0,10]"], "expected a list of class labels in 0-9"),
+    (["lstm_weighted", "--set", "minority_keep=0"], "minority_keep=0.0 is not allowed"),
+    (["lstm_noise", "--set", "noise_sigma=-1"], "noise_sigma=-1.0 is not allowed"),
+    (["lstm_weighted", "--data-dir", "/no/such/folder"], "--data-dir '/no/such/folder' does not exist"),
+    (["lstm_weighted", "--address", "not an address"], "--address 'not an address' is malformed"),
+    (["lstm_weighted", "--budget", "huge"], "--budget 'huge': choose one of smoke, local, paper"),
+    (["lstm_weighted", "--metric", "accuracy"], "--metric 'accuracy'"),
+    (["lstm_weighted", "--seeds", "a,b"], "--seeds 'a,b': expected comma-separated integers"),
+    (["lstm_weighted", "--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5"),
+    (["lstm_weighted", "--resume", "--name", "never-ran"], "--resume: no run 'never-ran'"),
+])
+def test_bad_input_exits_2_with_one_line_before_ray_starts(argv, message, capsys, tmp_path):
+    import ray
+
+    was_running = ray.is_initialized()
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--storage-path", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    if not message.startswith("unknown experiment"):
+        assert err.count("\n") == 1, err  # one line
+    assert ray.is_initialized() == was_running  # nothing started
+
+
+def test_list_shows_every_experiment(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ["lstm_baseline", "lstm_weighted", "lstm_ros", "lstm_noise", "lstm_rotation", "lstm_irm",
+                 "lstm_combined", "cnn_weighted", "cnn_combined"]:
+        assert f"\n{name} " in f"\n{out}"
+
+
+def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path):
+    """SIGKILL the whole driver (and its local Ray) mid-search, then --resume."""
+    args = [sys.executable, "-m", "tuner.search", "lstm_weighted", "--budget", "smoke", "--searcher", "random",
+            "--num-samples", "4", "--max-epochs", "3", "--no-asha", "--storage-path", str(tmp_path), "--name", "R"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    run = tmp_path / "R"
+    deadline = time.time() + 240
+    finished_before = {}
+    while time.time() < deadline:
+        results = trial_results(run) if run.exists() else {}
+        finished_before = {k: v for k, v in results.items() if v and v[-1]["epoch"] == 3}
+        if finished_before:
+            break
+        time.sleep(0.5)
+    assert finished_before, "no trial finished in time"
+    time.sleep(1.0)  # let the experiment snapshot catch up with that finish
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run([*args, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = trial_results(run)
+    assert len(results) == 4
+    for trial, rows in results.items():
+        epochs = [r["epoch"] for r in rows]
+        assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3], (trial, epochs)
+    for trial, rows in finished_before.items():
+        assert results[trial][: len(rows)] == rows  # finished work kept as it was
+    assert "Best configs by val_balanced_acc" in done.stdout
