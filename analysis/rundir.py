@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STATUSES = ("TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED")
-# Ray names trial dirs <trainable>_<trial id>_<n>_<params>_<date>; the id is "<5 hex>_<5 digits>"
-# for grid/random search and 8 hex digits for searchers such as Optuna.
-_TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})_\d+(?:_|$)")
+# Ray names trial dirs <trainable>_<trial id>_<n>_<params>_<date> (tuner.search: trial_<trial id>); the id
+# is "<5 hex>_<5 digits>" for grid/random search and 8 hex digits for searchers such as Optuna.
+_TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?:_|$)")
 _SEARCHERS = ("optuna", "hyperopt", "hebo", "bayesopt", "bayes_opt", "nevergrad", "zoopt", "ax", "bohb", "skopt")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -33,12 +33,21 @@ class TrialFiles:
     status: str = "PENDING"
     error: str | None = None  # first line of the exception message
     error_file: str | None = None
+    index: int | None = None  # position in the order the trials were created (set by read_run)
+    start_time: float | None = None  # when Ray started it (experiment state; sub-second, unlike result timestamps)
 
-    @property
-    def index(self) -> int | None:
-        """Ray's trial counter, the number after the trial id in the dir name: the order trials were created."""
+    def creation_key(self) -> tuple:
+        """Sort key for creation order: Ray's counter in the dir name (`<trainable>_<id>_<n>_...`), else the
+        id's numeric suffix (grid/random ids `4bde7_00004`), else when Ray started it. (The experiment state's
+        trial list is not in creation order; result timestamps are whole seconds.)"""
+        inf = float("inf")
         m = re.search(rf"_{re.escape(self.trial_id)}_(\d+)(?:_|$)", "_" + self.logdir)
-        return int(m.group(1)) if m else None
+        counter = int(m.group(1)) if m else inf
+        m = re.search(r"_(\d+)$", self.trial_id)
+        suffix = int(m.group(1)) if m else inf
+        first = self.rows[0] if self.rows else {}
+        start = self.start_time or (first.get("timestamp", inf) - (first.get("time_this_iter_s") or 0))
+        return (counter, suffix, start, self.trial_id)
 
 
 @dataclass
@@ -66,19 +75,21 @@ def read_run(path) -> RunFiles:
         raise FileNotFoundError(f"{run} is not a directory")
     state = read_experiment_state(run)
     trials = []
-    seen = set()
+    by_id = {e["trial_id"]: e for e in state["trials"].values() if e.get("trial_id")}
     for d in _trial_dirs(run):
-        entry = state["trials"].get(d.name, {})
+        entry = state["trials"].get(d.name) or by_id.get(_id_from_dirname(d.name)) or {}
         trials.append(_read_trial(d, entry))
-        seen.add(d.name)
+    seen = {t.trial_id for t in trials}
     # Trials the state knows but that have no directory yet: pending (or lost) trials.
     for logdir, entry in state["trials"].items():
-        if logdir not in seen and entry.get("trial_id"):
+        if entry.get("trial_id") and entry["trial_id"] not in seen:
             trials.append(TrialFiles(trial_id=entry["trial_id"], logdir=logdir, config=entry.get("config") or {},
-                                     status=entry.get("status") or "PENDING"))
+                                     status=entry.get("status") or "PENDING", start_time=entry.get("start_time")))
     if not trials:
         raise FileNotFoundError(f"{run} holds no Ray Tune trials (no trial dir with params.json/result.json)")
-    trials.sort(key=lambda t: (t.index is None, t.index or 0, t.trial_id))
+    trials.sort(key=TrialFiles.creation_key)
+    for i, t in enumerate(trials):
+        t.index = i
     return RunFiles(run.name, run, trials, state["metric"], *_searcher(run))
 
 
@@ -97,21 +108,21 @@ def read_experiment_state(run: Path) -> dict:
     for item in state.get("trial_data") or []:
         try:
             # Each entry is [trial json, run-metadata json]; both are JSON text, the pickled parts are hex strings we ignore.
-            trial = json.loads(item[0]) if isinstance(item[0], str) else item[0]
+            trial, meta = (json.loads(x) if isinstance(x, str) else x for x in item[:2])
         except (ValueError, TypeError, IndexError):
             continue
         logdir = trial.get("relative_logdir") or trial.get("trial_id")
-        out["trials"][logdir] = {"trial_id": trial.get("trial_id"), "status": trial.get("status"), "config": trial.get("config")}
+        out["trials"][logdir] = {"trial_id": trial.get("trial_id"), "status": trial.get("status"), "config": trial.get("config"),
+                                 "start_time": (meta or {}).get("start_time")}
     return out
 
 
 def _read_trial(d: Path, entry: dict) -> TrialFiles:
     rows = read_results(d / "result.json")
-    config = _read_json(d / "params.json")
-    if config is None:
-        config = (rows[0].get("config") if rows else None) or entry.get("config") or {}
+    # params.json has sorted keys; the config a result carries keeps the order the search wrote it in.
+    config = (rows[0].get("config") if rows else None) or _read_json(d / "params.json") or entry.get("config") or {}
     trial_id = (rows[-1].get("trial_id") if rows else None) or entry.get("trial_id") or _id_from_dirname(d.name)
-    t = TrialFiles(trial_id=str(trial_id), logdir=d.name, config=config, rows=rows)
+    t = TrialFiles(trial_id=str(trial_id), logdir=d.name, config=config, rows=rows, start_time=entry.get("start_time"))
     if (d / "error.txt").exists():
         t.error_file = f"{d.name}/error.txt"
         t.error = error_headline((d / "error.txt").read_text(errors="replace"))
@@ -131,6 +142,8 @@ def _status(t: TrialFiles, recorded: str | None) -> str:
         return "ERROR"
     if finished:
         return "TERMINATED"
+    if recorded == "PENDING" and t.rows:
+        return "RUNNING"
     if recorded in STATUSES:
         return recorded
     return "RUNNING" if t.rows else "PENDING"

@@ -1,0 +1,79 @@
+"""analysis.report end to end on real Ray Tune run dirs (fake trainable): Markdown, HTML, figures, Parquet."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import export, fmt, report
+from tests.fixtures import fake_search
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, ray_session):
+    return fake_search.fake_runs(tmp_path_factory.getbasetemp() / "fake_runs")
+
+
+def test_report_of_one_search_default_out(runs, tmp_path, capsys):
+    run = Path(shutil.copytree(runs["grid"], tmp_path / "grid"))
+    assert report.main([str(run)]) == 0
+    out = run / "report"
+    assert "report.md" in capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert len(pngs) >= 3, pngs
+    assert {"sweep_minority_weight.png", "p_rates_minority_weight.png", "confusion_best.png", "learning_curves.png"} <= set(pngs)
+    assert all((out / "figures" / p.replace(".png", ".svg")).exists() for p in pngs)
+    assert (out / "trials.parquet").exists() and len(pd.read_parquet(out / "epochs.parquet")) > 0
+    for text in ("## What was run", "fake_weighted", "mnist-sample (requested: mnist)", "## Top trials",
+                 "## Best configuration", "minority_weight", "## Failed and unfinished trials",
+                 "RuntimeError: CUDA out of memory (fake) in epoch 2", "ASHA", "540", "5400", "95% CI"):
+        assert text in md, text
+    for png in pngs:
+        assert f"(figures/{png})" in md
+    # The HTML stands alone: every figure is embedded, nothing is linked.
+    assert html.count("src='data:image/png;base64,") == len(pngs) and "src='figures/" not in html
+    assert "<table>" in html and "CUDA out of memory" in html
+    # Re-running on the same run dir does not pick the report folder up as a trial.
+    trials, _ = export.build(run)
+    assert len(trials) == 6
+
+
+def test_report_of_several_searches(runs, tmp_path):
+    out = tmp_path / "both"
+    assert report.main([str(runs["groups"]), str(runs["optuna"]), "--out", str(out), "--epoch", "best"]) == 0
+    md = (out / "report.md").read_text()
+    pngs = {p.name for p in (out / "figures").glob("*.png")}
+    assert {"per_class_group_fake_groups.png", "optimisation_history_fake_optuna.png", "param_importance_fake_optuna.png",
+            "scatter_minority_weight_fake_optuna.png", "confusion_best_fake_groups.png",
+            "learning_curves_fake_optuna.png"} <= pngs, pngs
+    assert "## Top trials by balanced accuracy (validation) — experiment fake_groups" in md
+    assert "## Best configuration (mean over seeds) — experiment fake_optuna" in md
+    assert "## Search view (optuna) — experiment fake_optuna" in md
+    # Per-class table with minority classes marked, paired tests against the unbalanced group.
+    assert "0 (minority)" in md and "minority mean" in md
+    assert "baseline group=unbalanced" in md and "p (paired t)" in md
+    assert re.search(r"vs the runner-up .* p (=|<) ", md)
+    assert "its epoch with the best `val_balanced_acc`" in md
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert set(trials["run"]) == {"groups", "optuna"} and len(trials) == 18
+
+
+def test_report_without_finished_trials(runs, tmp_path):
+    trials, epochs = export.build(runs["grid"])
+    failed = trials[trials["status"] == "ERROR"].reset_index(drop=True)
+    md, html = report.write_report(failed, epochs[epochs["trial_id"].isin(failed["trial_id"])], tmp_path / "r")
+    text = md.read_text()
+    assert "No finished trial" in text and "CUDA out of memory" in text and html.exists()
+
+
+def test_report_formatting_helpers():
+    assert fmt.num(0.9123, "acc") == "91.2" and fmt.num(0.1234, "val_loss") == "0.1234"
+    s = {"mean": 0.9, "std": 0.1, "n": 3, "ci95_low": 0.651586, "ci95_high": 1.148414}
+    assert fmt.ci(s, "acc") == "90.0 ± 10.0 [65.2, 114.8]" and fmt.ci(s, "acc", std=False) == "90.0 [65.2, 114.8]"
+    assert fmt.ci({**s, "n": 1, "ci95_low": float("nan")}, "acc") == "90.0"
+    assert fmt.pvalue(0.0001) == "< 0.001" and fmt.pvalue(0.25) == "0.250"
