@@ -157,7 +157,7 @@ def best_per_remedy(trials: pd.DataFrame, remedy_col: str, select: str = "val_ba
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
     cols = [c for c in (config_cols if config_cols is not None else varying(trials)) if c != remedy_col]
-    keys = trials[cols].astype(str).agg("|".join, axis=1) if cols else pd.Series("", index=trials.index)
+    keys = trials[cols].astype(object).map(str).agg("|".join, axis=1) if cols else pd.Series("", index=trials.index)
     rows = []
     for value, grp in trials.groupby(remedy_col, observed=True, sort=True):
         scores = grp.groupby(keys[grp.index], sort=False)[select].mean().dropna()

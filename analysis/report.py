@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import compare, export, fmt, importance, plots, render, stats
+from analysis import compare, export, fmt, importance, plots, render, stats, studies
 
 SUMMARY_METRICS = ("acc", "minority_acc", "majority_acc", "balanced_acc")
 MAX_SWEEP_VALUES = 12  # more distinct values than this (continuous search): a scatter instead of a per-value table
@@ -59,6 +59,7 @@ class Report:
             f"{len(self.raw)} trials in {self.raw['run'].nunique()} run(s).")
         self.what_was_run()
         self.how_to_read()
+        d.blocks += studies.study_doc(self.raw, self.epochs, self.out).blocks  # a study's own layout, if any
         if self.all_done.empty or self.metric not in self.all_done or self.all_done[self.metric].isna().all():
             d.h(2, "Results")
             d.p(f"No finished trial reported `{self.metric}` yet: nothing to rank. Trials by status: "
@@ -177,7 +178,8 @@ class Report:
     def config_scores(self, trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         """One row per configuration (varying params, seeds aside): selection metric over seeds, sorted best first."""
         cols = compare.varying(trials)
-        key = trials[cols].astype(str).agg(" | ".join, axis=1) if cols else pd.Series("all", index=trials.index)
+        # element-wise str(): under pandas 3 astype(str) keeps NaN as a missing value
+        key = trials[cols].astype(object).map(str).agg(" | ".join, axis=1) if cols else pd.Series("all", index=trials.index)
         rows = []
         for k, grp in trials.groupby(key, sort=False):
             s = stats.summarize(grp[self.metric])

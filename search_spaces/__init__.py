@@ -4,3 +4,6 @@ Adding one: an `Experiment(...)` passed to `register` in a module imported below
 """
 from search_spaces.registry import EXPERIMENTS, Budget, Choice, Experiment, Range, register  # noqa: F401
 from search_spaces import remedy_sweeps  # noqa: F401,E402  (registers lstm_* and cnn_*)
+from search_spaces import modern  # noqa: F401,E402  (registers lstm_pareto, lstm_best)
+from search_spaces import digit_pairs  # noqa: F401,E402  (registers digit_pairs)
+from search_spaces import studies  # noqa: F401,E402  (registers the studies: rnn_noise_irm, lstm_weighted_loss, ...)

@@ -56,6 +56,7 @@ class Budget:
     searcher: str | None = None  # override the experiment's searcher ("grid" for full grids)
     fixed: dict = field(default_factory=dict)  # settings this budget changes (e.g. dataset for smoke)
     max_concurrent: int | None = None
+    groups: tuple | None = None  # a study's arms (group labels) this budget runs; None: every arm
 
 
 # Shared budgets. `local` must finish within ~15 minutes on a 2-core CPU on full MNIST.
@@ -77,6 +78,7 @@ class Experiment:
     mode: str = "max"
     budgets: dict[str, Budget] = field(default_factory=lambda: {"smoke": SMOKE, "local": LOCAL, "paper": PAPER})
     remedies: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()  # settings the user must give with --set (a follow-up study's inputs)
 
     def with_(self, **changes) -> "Experiment":
         return replace(self, **changes)

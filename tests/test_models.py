@@ -48,7 +48,8 @@ def test_hand_counts_match_spec_numbers():
 
 
 def test_every_registered_model_is_covered():
-    assert set(MODELS) == set(HAND_COUNTS)
+    # the digit_pairs models (registered by tuner.pairs) are counted by hand in tests/test_pairs.py
+    assert {m for m in MODELS if not m.startswith("pairs_")} == set(HAND_COUNTS)
 
 
 @pytest.mark.parametrize("name", sorted(HAND_COUNTS))

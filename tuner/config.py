@@ -85,10 +85,10 @@ CORE: dict[str, Param] = {
 
 
 def all_params() -> dict[str, Param]:
-    from tuner import models, remedies
+    from tuner import models, pairs, remedies
 
     model_params = {k: Param(v, type(v), help="model option") for k, v in models.OPTIONS.items()}
-    return {**CORE, **model_params, **remedies.PARAMS}
+    return {**CORE, **model_params, **remedies.PARAMS, **pairs.PARAMS}
 
 
 def defaults() -> dict[str, Any]:
@@ -145,11 +145,12 @@ def resolve(config: dict) -> dict:
             if allowed:
                 raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
         cfg[key] = value
-    from tuner import data, models, remedies
+    from tuner import data, models, pairs, remedies
 
     if cfg["model"] not in models.MODELS:
         raise ConfigError(f"unknown model {cfg['model']!r}: choose one of {', '.join(sorted(models.MODELS))}")
     if cfg["dataset"] not in data.DATASETS and not cfg["dataset"].startswith("imagefolder:"):
         raise ConfigError(f"unknown dataset {cfg['dataset']!r}: choose one of {', '.join(sorted(data.DATASETS))}")
     remedies.check(cfg)
+    pairs.check(cfg)
     return cfg

@@ -43,4 +43,4 @@ class DeviceData:
         return x_uint8.float().div_(255)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        return torch.sub(x, self.mean).div_(self.std)  # one new tensor, not two

@@ -58,6 +58,7 @@ class Plan:
     address: str | None
     arms: tuple = ()
     notes: list[str] = field(default_factory=list)
+    objectives: tuple = ()  # 2+ metrics: a multi-objective (Pareto) search; `metric` is then the first
 
     @property
     def run_dir(self) -> str:
@@ -139,6 +140,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
     if args.budget not in exp.budgets:
         raise ConfigError(f"--budget {args.budget!r}: choose one of {', '.join(exp.budgets)}")
     budget = exp.budgets[args.budget]
+    # a budget may run a subset of a study's arms (a coarser grid for a CPU)
+    arms = tuple(a for a in exp.arms if budget.groups is None or a["group"] in budget.groups)
     for opt, value, low in (("--num-samples", args.num_samples, 1), ("--max-epochs", args.max_epochs, 1),
                             ("--max-concurrent", args.max_concurrent, 1)):
         if value is not None and value < low:
@@ -149,11 +152,15 @@ def build_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--gpus-per-trial {args.gpus_per_trial:g}: must be a fraction in [0, 1] or a whole number")
     if args.address is not None and not ADDRESS.match(args.address):
         raise ConfigError(f"--address {args.address!r} is malformed: expected auto, HOST:PORT or ray://HOST:PORT")
-    metric = args.metric or exp.metric
-    if metric not in metric_names():
-        raise ConfigError(f"--metric {metric!r}: choose a reported metric, e.g. val_balanced_acc, val_minority_acc, val_macro_f1")
-    if args.metric and not metric.startswith("val_"):
-        print(f"warning: selecting on {metric!r}, which is not a validation metric", file=sys.stderr)
+    # comma-separated metrics ask for a multi-objective search: the Pareto front of all of them
+    objectives = tuple(m.strip() for m in (args.metric or exp.metric).split(","))
+    for metric in objectives:
+        if metric not in metric_names():
+            raise ConfigError(f"--metric {metric!r}: choose a reported metric, e.g. val_balanced_acc, val_minority_acc, val_macro_f1")
+        if args.metric and not metric.startswith("val_"):
+            print(f"warning: selecting on {metric!r}, which is not a validation metric", file=sys.stderr)
+    metric = objectives[0]
+    objectives = objectives if len(objectives) > 1 else ()
     seeds = list(budget.seeds)
     if args.seeds:
         try:
@@ -165,6 +172,9 @@ def build_plan(args: argparse.Namespace) -> Plan:
 
     sets = parse_sets(args.set)
     fixed = {**exp.fixed, **budget.fixed, **sets, "experiment": exp.name, "budget": args.budget}
+    missing = [k for k in exp.requires if fixed.get(k) is None]
+    if missing:
+        raise ConfigError(f"{exp.name} needs --set {missing[0]}=VALUE: {exp.description}")
     if args.dataset:
         fixed["dataset"] = args.dataset
     fixed.setdefault("dataset", config_mod.CORE["dataset"].default)
@@ -181,13 +191,13 @@ def build_plan(args: argparse.Namespace) -> Plan:
     notes = []
     if searcher == "optuna" and not space:
         searcher = "grid"
-    if searcher == "optuna" and (len(seeds) > 1 or exp.arms):
+    if searcher == "optuna" and (len(seeds) > 1 or arms):
         notes.append(f"{len(seeds)} seeds: searching the grid of each parameter so every config runs with every seed")
         searcher = "grid"
     num_samples = args.num_samples or (budget.num_samples if searcher != "grid" else 1)
 
     # check every value any trial can get, now, not inside a trial on the cluster
-    for arm in exp.arms or ({},):
+    for arm in arms or ({},):
         base = {**fixed, **arm, "seed": seeds[0]}
         config_mod.resolve({**base, **{k: _first(v) for k, v in space.items()}})
         for key, spec in space.items():
@@ -204,12 +214,14 @@ def build_plan(args: argparse.Namespace) -> Plan:
     plan = Plan(
         experiment=exp, budget_name=args.budget, fixed=fixed, space=space, searcher=searcher, seeds=seeds,
         num_samples=num_samples, max_epochs=max_epochs, metric=metric, mode=args.mode or exp.mode,
-        asha=exp.searcher != "grid" and not args.no_asha and not exp.arms,
+        asha=exp.searcher != "grid" and not args.no_asha and not arms and not objectives,  # ASHA ranks one metric
         grace_period=min(budget.grace_period, max_epochs), reduction_factor=budget.reduction_factor,
         storage_path=storage, name=name, resume=args.resume, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.max_concurrent,
-        address=args.address, arms=exp.arms, notes=notes,
+        address=args.address, arms=arms, notes=notes, objectives=objectives,
     )
+    if objectives:
+        notes.append(f"multi-objective: Pareto front of {', '.join(objectives)} ({plan.mode}), every trial to the end")
     _check_run_dir(plan)
     return plan
 
@@ -285,7 +297,7 @@ def param_space(plan: Plan) -> dict:
         space["group"] = tune.grid_search(list(arms))
         for key in sorted({k for a in plan.arms for k in a} - {"group"}):
             default = plan.fixed.get(key, config_mod.all_params()[key].default)
-            space[key] = tune.sample_from(lambda spec, key=key, default=default: arms[spec.config["group"]].get(key, default))
+            space[key] = tune.sample_from(lambda config, key=key, default=default: arms[config["group"]].get(key, default))
     return space
 
 
@@ -313,13 +325,17 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
     search_alg = None
     if plan.searcher == "optuna":
         # without a limiter OptunaSearch runs one trial at a time
-        search_alg = ConcurrencyLimiter(OptunaSearch(seed=plan.seeds[0]), max_concurrent=concurrent)
+        optuna = OptunaSearch(seed=plan.seeds[0])
+        if plan.objectives:  # the searcher holds the metrics (its TPE sampler handles several); TuneConfig must not
+            optuna = OptunaSearch(metric=list(plan.objectives), mode=[plan.mode] * len(plan.objectives), seed=plan.seeds[0])
+        search_alg = ConcurrencyLimiter(optuna, max_concurrent=concurrent)
     scheduler = (
         ASHAScheduler(max_t=plan.max_epochs, grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
         if plan.asha else FIFOScheduler()
     )
     tune_config = tune.TuneConfig(
-        metric=plan.metric, mode=plan.mode, search_alg=search_alg, scheduler=scheduler,
+        metric=None if plan.objectives else plan.metric, mode=None if plan.objectives else plan.mode,
+        search_alg=search_alg, scheduler=scheduler,
         num_samples=plan.num_samples, max_concurrent_trials=plan.max_concurrent,
         reuse_actors=True,  # a fresh actor per trial costs seconds; the trainable rebuilds all state from config
         trial_name_creator=_trial_name,
@@ -388,8 +404,82 @@ def summary(result_grid, plan: Plan, top: int = 10) -> str:
         f"{len(failed)} failed.",
     ]
     out += [f"  failed {r['trial_id']}: {r.get('error', '')}" for r in failed]
+    if plan.objectives:
+        out += pareto_summary(result_grid, plan)
     out += [f"Results:  {plan.run_dir}", f"Analyse:  python -m analysis.report {plan.run_dir}"]
     return "\n".join(out)
+
+
+# --- multi-objective searches: the Pareto front and its knee ------------------------------------
+
+def pareto_front(points, modes) -> np.ndarray:
+    """Mask of the non-dominated rows of `points` (n, k): no other row is at least as good in every
+    objective and better in one. modes: "max" or "min" per objective."""
+    p = np.asarray(points, dtype=float) * np.where(np.asarray(modes) == "max", 1.0, -1.0)  # all maximised
+    at_least = (p[:, None, :] >= p[None, :, :]).all(2)  # [i, j]: i is at least as good as j everywhere
+    better = (p[:, None, :] > p[None, :, :]).any(2)
+    return ~(at_least & better).any(0)
+
+
+def knee_point(front, modes) -> int:
+    """Index of the front point closest (Euclidean) to the ideal point, best in every objective,
+    after scaling each objective to [0, 1] over the front (an objective all points share counts as ideal)."""
+    p = np.asarray(front, dtype=float) * np.where(np.asarray(modes) == "max", 1.0, -1.0)
+    lo, span = p.min(0), p.max(0) - p.min(0)
+    scaled = np.where(span > 0, (p - lo) / np.where(span > 0, span, 1.0), 1.0)
+    return int(np.argmin(np.linalg.norm(1.0 - scaled, axis=1)))
+
+
+def pareto_summary(result_grid, plan: Plan) -> list[str]:
+    """The front over every trial's final epoch (what the multi-objective searcher was told), the
+    knee point, and a plot `pareto.png` in the run folder."""
+    objectives = list(plan.objectives)
+    rows = [{"trial_id": r.metrics.get("trial_id", "?"), "config": r.config, **r.metrics} for r in result_grid
+            if r.metrics and all(np.isfinite(r.metrics.get(m, np.nan)) for m in objectives)]
+    if not rows:
+        return ["\nPareto front: no trial reported " + ", ".join(objectives)]
+    points = np.array([[row[m] for m in objectives] for row in rows])
+    modes = [plan.mode] * len(objectives)
+    on_front = pareto_front(points, modes)
+    front = sorted((row for row, f in zip(rows, on_front) if f), key=lambda r: r[objectives[0]], reverse=plan.mode == "max")
+    knee = front[knee_point([[r[m] for m in objectives] for r in front], modes)]
+    params = [*plan.space, *(["seed"] if len(plan.seeds) > 1 else [])]
+    head = ["knee", "trial", *params, "epoch", *objectives, *SUMMARY_METRICS]
+    table = [head] + [["*" if r is knee else "", r["trial_id"], *(_fmt(r["config"].get(p)) for p in params),
+                       str(r.get("epoch")), *(_fmt(r.get(m)) for m in (*objectives, *SUMMARY_METRICS))] for r in front]
+    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
+    out = [
+        f"\nPareto front of {', '.join(objectives)} ({plan.mode}) over {len(rows)} trials "
+        "(final epochs, validation; test metrics at that epoch):",
+        "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in table),
+        f"Knee (*): trial {knee['trial_id']}, the front point closest to the ideal (every objective at its best) "
+        "after scaling each objective to [0, 1] over the front.",
+    ]
+    if len(objectives) == 2 and "://" not in plan.storage_path:
+        path = Path(plan.run_dir) / "pareto.png"
+        plot_pareto(points, on_front, [knee[m] for m in objectives], objectives, path)
+        out.append(f"Plot:     {path}")
+    return out
+
+
+def plot_pareto(points, on_front, knee, objectives, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.scatter(points[~on_front, 1], points[~on_front, 0], c="0.6", s=18, label="trial")
+    front = points[on_front][np.argsort(points[on_front, 1])]
+    ax.plot(front[:, 1], front[:, 0], "o-", c="tab:red", ms=5, label="Pareto front")
+    ax.scatter([knee[1]], [knee[0]], marker="*", s=220, c="gold", edgecolors="k", zorder=3, label="knee")
+    ax.set_xlabel(objectives[1])
+    ax.set_ylabel(objectives[0])
+    ax.legend(loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _fmt(v) -> str:
@@ -398,7 +488,60 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def resume_command(argv: list[str], plan: Plan) -> str:
+    """The command that continues this run: the same options (so the same data and budget) plus --resume."""
+    keep, skip = [], False
+    for a in argv:
+        if skip or a == "--resume" or a.split("=", 1)[0] in ("--name", "--storage-path"):
+            skip = not skip and a in ("--name", "--storage-path")
+            continue
+        keep.append(a)
+    import shlex
+
+    return shlex.join(["python", "-m", "tuner.search", *keep, "--name", plan.name, "--storage-path", plan.storage_path,
+                       "--resume"])
+
+
+def _stop_gracefully_on_signals(stop: dict) -> dict | None:
+    """Ctrl-C and SIGTERM (kill, a batch scheduler, a pod shutdown) stop the search the way Ray Tune
+    stops on Ctrl-C: the trials stop, the experiment state is saved once more, fit() returns. We take
+    SIGINT over from Tune (TUNE_DISABLE_SIGINT_HANDLER) to know that a stop was asked for, and pass
+    the first signal on to Tune's handler of SIGUSR1, the same graceful stop; a second one stops at
+    once. Returns the handlers to restore (None off the main thread, where there are no signals)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_signal(signum, frame):
+        first = "signal" not in stop
+        stop.setdefault("signal", signum)
+        tune_stop = signal.getsignal(signal.SIGUSR1)  # Tune's while fit() runs
+        if not (first and callable(tune_stop)):
+            raise KeyboardInterrupt
+        tune_stop(signal.SIGUSR1, frame)
+
+    previous = {signal.SIGUSR1: signal.getsignal(signal.SIGUSR1), "env": os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")}
+    previous.update({sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)})
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    return previous
+
+
+def _restore_signals(previous: dict | None) -> None:
+    import signal
+
+    for sig, handler in (previous or {}).items():
+        if sig == "env":
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            if handler is not None:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = handler
+        elif handler is not None:
+            signal.signal(sig, handler)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.list:
         print(list_experiments())
@@ -420,19 +563,33 @@ def main(argv=None) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter honours our trimmed columns
     # per-epoch checkpoints of short trials trigger a noisy (harmless) snapshot warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    import ray
+    import signal
 
-    if plan.address:
-        ray.init(address=plan.address, log_to_driver=True)
-    elif not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
-    tuner = make_tuner(plan, images, ray.cluster_resources().get("CPU", 1))
-    results = tuner.fit()
+    stop, previous = {}, None
+    try:
+        import ray
+
+        if plan.address:
+            ray.init(address=plan.address, log_to_driver=True)
+        elif not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
+        previous = _stop_gracefully_on_signals(stop)  # after ray.init, which installs a SIGTERM handler that aborts
+        tuner = make_tuner(plan, images, ray.cluster_resources().get("CPU", 1))
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        # a second signal, or one before the search started: no final snapshot, the last one is used
+        saved = "://" in plan.storage_path or any(Path(plan.run_dir).glob("experiment_state*.json"))
+        print("\nInterrupted. " + (f"Resume with: {resume_command(argv, plan)}" if saved else
+                                   "The search had not started: nothing to resume."), flush=True)
+        return 128 + stop.get("signal", signal.SIGINT)
+    finally:
+        _restore_signals(previous)
+    if stop:
+        # Ray marks the trials it stopped TERMINATED in `results`: a summary would count them as finished
+        print(f"\nInterrupted ({signal.Signals(stop['signal']).name}): the trials that finished are kept, the others "
+              f"continue from their last checkpoint.\nResume with: {resume_command(argv, plan)}", flush=True)
+        return 128 + stop["signal"]
     print(summary(results, plan))
-    unfinished = [t for t in results if t.metrics is None or (not t.error and t.metrics.get("epoch", 0) < plan.max_epochs and not t.metrics.get("done", True))]
-    if unfinished:
-        print(f"Some trials did not finish. Resume with: python -m tuner.search {plan.experiment.name} --resume "
-              f"--name {plan.name} --storage-path {plan.storage_path}")
     return 0
 
 

@@ -1,0 +1,177 @@
+"""The imbalance studies, one command each: `python -m tuner.search STUDY [--budget smoke|local|paper]`.
+
+A study is an `Experiment` with `arms`: labelled groups of fixed settings (a grid over `group`,
+crossed with the seeds and the space). A sweep inside a study (the minority weight 2..10, ROS to
+0.2..1.0) is one arm per value (`weight_2`, ..., `weight_10`), so every trial keeps its group label
+and every setting stays a flat config key. `python -m analysis.report RUN_DIR` lays each study's
+results out as the original did (`analysis.studies`); docs/studies.md has the commands, budgets,
+timings and results.
+
+Budgets: `smoke` (seconds to minutes on a CPU, the shipped mnist-sample or a tiny VGG), `local`
+(the default: full data, a few epochs, about 15 minutes on a 2-core CPU; batch 128 so that a few
+epochs learn something) and `paper` (the original epochs, batch size and learning rate, 5 seeds:
+for GPUs). Every trial selects its epoch on validation (`val_balanced_acc`) and reports test.
+"""
+from search_spaces.registry import Budget, Experiment, register
+
+SEEDS5 = (0, 1, 2, 3, 4)
+NOISE_VARIANCES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # one noisy copy each: 10% x 10 = balance
+# IRM penalty weight: on mnist-sample (lstm, 6 epochs) lambda >= 10 stalled training while lambda = 1
+# raised the minority accuracy early on; environments are the minority and the majority classes.
+IRM = {"irm_lambda": 1.0, "irm_env": "groups"}
+BALANCED = {"minority_keep": 1.0}
+
+
+def budgets(smoke: Budget, local: Budget, paper: Budget) -> dict[str, Budget]:
+    return {"smoke": smoke, "local": local, "paper": paper}
+
+
+def sweep(label: str, key: str, values, **settings) -> tuple[dict, ...]:
+    """One arm per value of `key`: groups `label_<value>` (`weight_2`, `ros_0.4_rot`, ...)."""
+    suffix = settings.pop("suffix", "")
+    return tuple({"group": f"{label}_{v:g}{suffix}", key: v, **settings} for v in values)
+
+
+def noise_irm_arms(model: str, balanced_models: tuple[str, ...]) -> tuple[dict, ...]:
+    """Balanced baselines of each model; `model` unbalanced, noise-augmented, with IRM, and both.
+    Longest first (trials start in this order: the short ones fill the gaps at the end)."""
+    return (
+        {"group": "combined", "model": model, "noise_copies": NOISE_VARIANCES, **IRM},
+        {"group": "irm", "model": model, **IRM},
+        {"group": "augmented", "model": model, "noise_copies": NOISE_VARIANCES},
+        *({"group": f"{m}_balanced", "model": m, **BALANCED} for m in reversed(balanced_models)),
+        {"group": "unbalanced", "model": model},
+    )
+
+
+# --- rnn_noise_irm: Elman vs LSTM; noise augmentation, IRM and both on imbalanced MNIST --------------
+
+register(Experiment(
+    "rnn_noise_irm",
+    "study: elman vs lstm balanced; lstm imbalanced (0-4 at 10%) with noise copies, IRM, both",
+    fixed={"model": "lstm", "optimizer": "adam", "lr": 1e-3, "batch_size": 1024},
+    arms=noise_irm_arms("lstm", ("elman", "lstm")),
+    searcher="grid",
+    budgets=budgets(
+        smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128}),
+        local=Budget(1, 2, searcher="grid", fixed={"batch_size": 128}),
+        paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
+    ),
+    remedies=("noise_copies", "irm"),
+))
+
+
+# --- lstm_weighted_loss: augmentation to 40% / 100%, the minority weight 2..10, per-class weights ----
+
+WEIGHTS = (2, 3, 4, 5, 6, 7, 8, 9, 10)
+NOISE_SIGMA = 0.3  # the original's noise level is not given; 0.3 ~ the smallest variance (0.1) of rnn_noise_irm
+LSTM_MLP = {"model": "lstm_mlp", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 256}
+
+
+def augmentation_arms() -> tuple[dict, ...]:
+    arms = []
+    for name, settings in (("noise", {"noise_sigma": NOISE_SIGMA}), ("rotation", {"rotation_deg": 15.0})):
+        for target in (0.4, 1.0):  # minority raised to 40% / 100% of a class's original count
+            arms.append({"group": f"{name}_{round(target * 100)}", "ros_target": target, "augment_scope": "copies",
+                         **settings})
+    return tuple(arms)
+
+
+WEIGHTED_BUDGETS = budgets(
+    smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128}),
+    local=Budget(1, 3, searcher="grid", fixed={"batch_size": 128}),
+    paper=Budget(1, 50, seeds=SEEDS5, searcher="grid"),
+)
+
+register(Experiment(
+    "lstm_weighted_loss",
+    "study: lstm_mlp balanced vs imbalanced; noise/rotation copies to 40%/100%; minority weight 2-10",
+    fixed=LSTM_MLP,
+    arms=({"group": "balanced", **BALANCED}, {"group": "unbalanced"}, *augmentation_arms(),
+          *sweep("weight", "minority_weight", WEIGHTS)),
+    searcher="grid",
+    budgets=WEIGHTED_BUDGETS,
+    remedies=("weighted_loss", "ros", "noise", "rotation"),
+))
+
+# Step two of lstm_weighted_loss: each class weighted by its own best weight of the sweep (chosen on
+# validation). `python -m analysis.report` of a lstm_weighted_loss run prints this command with the
+# vector filled in; report both runs together to see the result beside the sweep.
+register(Experiment(
+    "lstm_class_weights",
+    "study step 2: lstm_mlp with per-class weights from a lstm_weighted_loss run (its report prints the command)",
+    fixed=LSTM_MLP,
+    arms=({"group": "class_weights"},),
+    searcher="grid",
+    budgets=WEIGHTED_BUDGETS,
+    remedies=("weighted_loss",),
+    requires=("class_weights",),
+))
+
+
+# --- ros_vs_weights: over-sampling vs loss weights, with and without rotation, CNN and LSTM ------------
+
+ROS_TARGETS = (0.2, 0.4, 0.6, 0.8, 1.0)  # = 1/rho: minority count / majority count after over-sampling
+# weight 10 x ROS target gives a minority class the same share of the loss as over-sampling it to that target
+ROS_WEIGHTS = (2, 4, 6, 8, 10)
+ROTATE = {"rotation_deg": 25.0}
+
+
+# lr 0.01 as in the original, which names no optimizer. On mnist-sample (balanced, 3 epochs, batch 128)
+# Adam at 0.01 left the CNN at chance (10%) and SGD at 0.01 left lstm2 at 18% (Adam: 91%, the CNN with
+# SGD: 92%): each model gets the optimizer that trains it at that rate.
+MODELS = {"cnn": {"optimizer": "sgd", "momentum": 0.9}, "lstm2": {"optimizer": "adam"}}
+
+
+def ros_weight_arms(targets=ROS_TARGETS, weights=ROS_WEIGHTS) -> tuple[dict, ...]:
+    """Every arm for each model, labelled `MODEL:ARM` (`cnn:ros_0.2_rot`, `lstm2:weight_4`)."""
+    arms = (
+        {"group": "balanced", **BALANCED},
+        {"group": "unbalanced"},
+        *sweep("ros", "ros_target", targets),
+        *sweep("ros", "ros_target", targets, suffix="_rot", augment_scope="copies", **ROTATE),
+        *sweep("weight", "minority_weight", weights),
+        # no copies to rotate: the minority images themselves are rotated
+        *sweep("weight", "minority_weight", weights, suffix="_rot", augment_scope="minority", **ROTATE),
+    )
+    return tuple({**arm, "group": f"{model}:{arm['group']}", "model": model, **settings}
+                 for model, settings in MODELS.items() for arm in arms)
+
+
+def _groups(targets, weights) -> tuple[str, ...]:
+    return tuple(a["group"] for a in ros_weight_arms(targets, weights))
+
+
+register(Experiment(
+    "ros_vs_weights",
+    "study: cnn and lstm2, ROS to 0.2-1.0 vs minority weight 2-10, each with and without +-25 deg rotation",
+    fixed={"lr": 0.01, "batch_size": 256},
+    arms=ros_weight_arms(),
+    searcher="grid",
+    budgets=budgets(
+        smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128},
+                     groups=_groups((0.2, 1.0), (2, 10))),
+        local=Budget(1, 1, searcher="grid", fixed={"batch_size": 128}, groups=_groups((0.2, 1.0), (2, 10))),
+        paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
+    ),
+    remedies=("ros", "weighted_loss", "rotation"),
+))
+
+
+# --- cifar_vgg: cifar_cnn vs pretrained VGG16; VGG imbalanced with noise copies, IRM, both ---------
+
+register(Experiment(
+    "cifar_vgg",
+    "study: CIFAR-10, cifar_cnn vs pretrained vgg balanced; vgg imbalanced with noise copies, IRM, both (GPU)",
+    fixed={"dataset": "cifar10", "model": "vgg", "vgg_variant": "vgg16", "pretrained": True, "optimizer": "adam",
+           "lr": 1e-3, "batch_size": 1024},
+    arms=noise_irm_arms("vgg", ("cifar_cnn", "vgg")),
+    searcher="grid",
+    budgets=budgets(
+        # CPU: a VGG-shaped 3-block network from scratch (VGG16 needs a GPU and ImageNet weights)
+        smoke=Budget(1, 1, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128}),
+        local=Budget(1, 2, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128}),
+        paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
+    ),
+    remedies=("noise_copies", "irm"),
+))

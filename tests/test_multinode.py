@@ -1,0 +1,233 @@
+"""The search on a real multi-node Ray cluster: a head and two worker nodes on this machine.
+
+`ray.cluster_utils.Cluster` starts a head node (GCS, no CPUs) and two worker nodes (raylet and
+object store each) with 4 CPUs and 1 *logical* GPU each: no CUDA here, so trials get
+CUDA_VISIBLE_DEVICES=0, torch sees no GPU and device=auto trains on CPU. `python -m tuner.search ... --address HEAD --gpus-per-trial 0.5` runs
+against it exactly as it would after `ray up`; a local storage path is shared storage because all
+nodes share the disk. Mid-search one worker node is killed (`Cluster.remove_node`).
+
+Isolation: the cluster lives in its own helper process and the search in another (the driver),
+both with a private RAY_TMPDIR. So nothing here touches this pytest process's Ray (the session
+fixture's), and the cluster's address file never lands in /tmp/ray, where a plain `ray.init()`
+by any other test on this machine would find and join it.
+"""
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS, TRIALS = 3, 5  # 3 epochs: a trial at epoch 1 is still running when its node is gone
+USAGE = re.compile(r"Logical resource usage: ([\d.]+)/([\d.]+) CPUs, ([\d.]+)/([\d.]+) GPUs")
+
+# The cluster, driven line by line over stdin: "kill I" removes worker I (no graceful shutdown:
+# a crashed machine), "quit" (or EOF: the test died) shuts everything down.
+CLUSTER = r"""
+import json, sys
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+workers = [cluster.add_node(num_cpus=4, num_gpus=1) for _ in range(2)]
+cluster.wait_for_nodes()
+print(json.dumps({"address": cluster.address, "head": cluster.head_node.node_id,
+                  "workers": [w.node_id for w in workers]}), flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd and cmd[0] == "kill":
+        cluster.remove_node(workers[int(cmd[1])], allow_graceful=False)
+        print("killed", flush=True)
+    elif cmd and cmd[0] == "quit":
+        break
+cluster.shutdown()
+print("down", flush=True)
+"""
+
+# The real CLI entry point, with two probes for "the data goes into the object store once per
+# search": the driver's dataset gets a name no worker-side load_dataset could produce (every
+# trial reports the name of the data it trained on), and each ray.put of an Images is counted.
+DRIVER = r"""
+import dataclasses, sys
+import ray
+import tuner.search as search
+from tuner.data import Images
+
+load = search.load_images
+search.load_images = lambda plan: dataclasses.replace(load(plan), name="mnist-sample@driver")
+put, puts = ray.put, []
+
+def counting_put(value, *args, **kwargs):
+    if isinstance(value, Images):
+        puts.append(value.name)
+    return put(value, *args, **kwargs)
+
+ray.put = counting_put
+code = search.main(sys.argv[1:])
+print("IMAGES_PUT", len(puts), flush=True)
+sys.exit(code)
+"""
+
+
+def trial_results(run_dir: Path) -> dict[str, list[dict]]:
+    out = {}
+    for f in sorted(run_dir.glob("trial_*/result.json")):
+        try:
+            out[f.parent.name] = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        except json.JSONDecodeError:  # a line being written right now: read it on the next poll
+            continue
+    return out
+
+
+class HelperCluster:
+    def __init__(self, env: dict):
+        self.proc = subprocess.Popen([sys.executable, "-c", CLUSTER], cwd=REPO, env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        try:
+            info = json.loads(self._line(120))
+        except Exception:
+            self.close()
+            raise
+        self.address, self.head, self.workers = info["address"], info["head"], info["workers"]
+
+    def _line(self, timeout: float) -> str:
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"cluster helper gave no answer in {timeout:.0f} s (exit code {self.proc.poll()})")
+        return line
+
+    def kill_worker(self, index: int) -> None:
+        self.proc.stdin.write(f"kill {index}\n")
+        self.proc.stdin.flush()
+        assert self._line(60).strip() == "killed"
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only what this test started
+            self.proc.wait()
+
+
+@pytest.fixture
+def ray_env():
+    # short: Ray's unix socket paths live under it (108 bytes at most)
+    tmp = tempfile.mkdtemp(prefix="rmn", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": tmp, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    yield env
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def segments(results: dict[str, list[dict]]) -> list[tuple[str, str, float, float]]:
+    """(trial, node, start, end) of each stretch a trial ran on one node, as an interval inside the
+    true one: Ray's `timestamp` is floored to whole seconds, so the stretch began before
+    `timestamp - time_this_iter_s + 1` of its first row and ended after its last row's `timestamp`."""
+    out = []
+    for trial, rows in results.items():
+        if not rows:
+            continue
+        run = [rows[0]]
+        for row in rows[1:] + [None]:
+            if row is not None and row["node_id"] == run[-1]["node_id"]:
+                run.append(row)
+                continue
+            first = run[0]
+            start = first["timestamp"] - first["time_this_iter_s"] + 1
+            out.append((trial, first["node_id"], start, run[-1]["timestamp"]))
+            run = [row]
+    return out
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, e in intervals if e > s] + [(e, -1) for s, e in intervals if e > s])
+    level = peak = 0
+    for _, step in events:  # an end sorts before a start at the same time: touching is not overlapping
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_search_spreads_packs_and_survives_a_lost_worker_node(ray_env, tmp_path):
+    cluster, driver = HelperCluster(ray_env), None
+    try:
+        # random + no ASHA: exactly TRIALS trials, each runs every epoch
+        args = ["lstm_weighted", "--budget", "smoke", "--searcher", "random", "--no-asha",
+                "--num-samples", str(TRIALS), "--max-epochs", str(EPOCHS), "--gpus-per-trial", "0.5",
+                "--address", cluster.address, "--storage-path", str(tmp_path), "--name", "M"]
+        log = tmp_path / "driver.log"
+        with log.open("w") as out:
+            driver = subprocess.Popen([sys.executable, "-c", DRIVER, *args], cwd=REPO, env=ray_env,
+                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        run = tmp_path / "M"
+        before_kill, killed, t0 = None, None, time.time()
+        while driver.poll() is None and time.time() - t0 < 400:
+            results = trial_results(run) if run.exists() else {}
+            finished = {t: r for t, r in results.items() if r and r[-1]["epoch"] == EPOCHS}
+            mid = [r[-1] for r in results.values() if r and 1 <= r[-1]["epoch"] < EPOCHS]
+            if killed is None and finished and mid:
+                # a trial has finished and another is mid-way with a checkpoint: lose the latter's node
+                killed = min(mid, key=lambda row: row["epoch"])["node_id"]
+                cluster.kill_worker(cluster.workers.index(killed))
+                before_kill, killed_at = trial_results(run), time.time()
+            time.sleep(0.25)
+    finally:
+        if driver is not None and driver.poll() is None:  # out of time, or this test failed mid-way
+            os.killpg(driver.pid, signal.SIGKILL)  # its own session: only what this test started
+            driver.wait()
+        cluster.close()
+    output = log.read_text()
+    assert driver.returncode == 0, output[-4000:]
+    assert killed is not None, "the search ended before a worker could be killed mid-way"
+    survivor = next(w for w in cluster.workers if w != killed)
+    results = trial_results(run)
+    rows = [r for trial in results.values() for r in trial]
+
+    # complete: one result.json per trial with every epoch exactly once, nothing failed
+    assert len(results) == TRIALS
+    for trial, trial_rows in results.items():
+        assert [r["epoch"] for r in trial_rows] == list(range(1, EPOCHS + 1)), trial
+    assert f"{TRIALS} trials: {TRIALS} finished" in output and "0 failed" in output, output[-3000:]
+
+    # spread over both worker nodes, never on the head (it declares no GPU)
+    assert {r["node_id"] for trial in before_kill.values() for r in trial} == set(cluster.workers)
+    assert cluster.head not in {r["node_id"] for r in rows}
+
+    # the data came from the driver through the object store, put there once for the whole search
+    assert {r["dataset"] for r in rows} == {"mnist-sample@driver"}
+    assert "IMAGES_PUT 1\n" in output
+
+    # 0.5 GPU each. Tune's own accounting: every placed trial holds 1 CPU and 0.5 GPU, and at the
+    # peak 4 trials held both GPUs while half the CPUs stayed free (the GPU request set the packing)
+    usage = [tuple(map(float, m)) for m in USAGE.findall(output)]
+    assert usage and all(cpu == 2 * gpu for cpu, _, gpu, _ in usage), usage
+    assert max(usage) == (4.0, 8.0, 2.0, 2.0), usage
+    # ... and on the nodes: two trials trained at the same time on one node's one logical GPU
+    per_node = [most_at_once([(s, e) for _, n, s, e in segments(results) if n == node]) for node in cluster.workers]
+    assert max(per_node) == 2 and min(per_node) >= 1, per_node
+
+    # the lost node: what was written before it went stays as it was (finished trials untouched)...
+    for trial, trial_rows in before_kill.items():
+        assert results[trial][: len(trial_rows)] == trial_rows
+    # ... nothing ran there after it was gone (a result it sent just before dying may be written a
+    # little later), and the trials it was running moved to the survivor for good, resuming from
+    # their last checkpoint: with every epoch exactly once (above), the next epoch, none lost or repeated
+    moved = []
+    for trial, trial_rows in results.items():
+        nodes = [r["node_id"] for r in trial_rows]
+        assert nodes == [killed] * nodes.count(killed) + [survivor] * nodes.count(survivor), trial
+        assert all(r["timestamp"] <= killed_at for r in trial_rows if r["node_id"] == killed), trial
+        if killed in nodes and survivor in nodes:
+            moved.append(trial)
+    assert moved

@@ -1,0 +1,437 @@
+"""The `digit_pairs` study: is the first of two MNIST digits <= the second?
+
+A pair is two MNIST digits, each 2x2 average-pooled to 14x14, stacked as one 2x14x14 image; the
+target is 1 when the first digit's class <= the second's, and both classes come along as
+auxiliary labels. The datasets `digit_pairs` (full MNIST) and `digit_pairs-sample` (the shipped
+sample) load the digits; the pairing happens inside each trial with its `seed`, so every round of
+the study gets new pairs and a new initialisation: `num_pairs` pairs from the MNIST training set
+(a `val_fraction` of them held out for selection) and `num_test_pairs` from the test set.
+
+Models return a pair-logit tensor or a `PairOut` with digit logits too. The loss depends on the
+model's `loss_kind`:
+    pair    CE(pair)
+    aux     alpha * CE(pair) + beta_t * gamma * (CE(digit 1) + CE(digit 2)),  beta_t = decay ** (epoch - 1)
+    digits  CE(digit 1) + CE(digit 2); the pair is predicted by comparing the two predicted digits
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tuner import data
+from tuner import metrics as metrics_mod
+from tuner.config import Param, fraction, non_negative, positive
+from tuner.errors import ConfigError
+from tuner.models import build_model, count_parameters, model_bytes, register
+from tuner.trainable import make_optimizer, resolve_device
+
+# dataset name -> the dataset its digits come from
+PAIR_DATASETS = {"digit_pairs": "mnist", "digit_pairs-sample": "mnist-sample"}
+PAIR_SHAPE = (2, 14, 14)
+HIDDEN = 100  # width of every hidden fully connected layer of the study
+DROPOUT = 0.4
+
+PARAMS = {
+    "num_pairs": Param(1000, int, positive, "digit_pairs: pairs drawn from the MNIST training set (validation included)"),
+    "num_test_pairs": Param(1000, int, positive, "digit_pairs: pairs drawn from the MNIST test set"),
+    "pair_aux_alpha": Param(1.0, float, non_negative, "digit_pairs: weight alpha of the pair loss of aux models"),
+    "pair_aux_gamma": Param(5.0, float, non_negative, "digit_pairs: weight gamma of the two digit losses of aux models"),
+    "pair_aux_decay": Param(0.9, float, fraction, "digit_pairs: beta_t = pair_aux_decay ** (epoch - 1)"),
+}
+
+
+def is_pairs(cfg: dict) -> bool:
+    return cfg["dataset"] in PAIR_DATASETS
+
+
+def check(cfg: dict) -> None:
+    """Cross-setting checks, called by tuner.config.resolve (one line naming the value)."""
+    if cfg["model"].startswith("pairs_") and not is_pairs(cfg):
+        raise ConfigError(f"model {cfg['model']!r} needs a pairs dataset: set dataset to one of {', '.join(PAIR_DATASETS)}")
+    if not is_pairs(cfg):
+        return
+    from tuner import remedies
+
+    if remedies.active(cfg):  # the pairs trainer has no imbalance: a remedy would be silently ignored
+        raise ConfigError(f"digit_pairs trials use no imbalance remedy: unset {', '.join(remedies.active(cfg))}")
+    n_val = val_count(cfg)
+    if not 1 <= n_val < cfg["num_pairs"]:
+        raise ConfigError(f"num_pairs={cfg['num_pairs']} with val_fraction={cfg['val_fraction']:g} leaves {n_val} "
+                          "validation pair(s): need at least 1 for validation and 1 for training")
+    if cfg["pair_aux_alpha"] == 0 and cfg["pair_aux_gamma"] == 0:
+        raise ConfigError("pair_aux_alpha=0 and pair_aux_gamma=0 leave aux models no loss: make one of them > 0")
+
+
+def val_count(cfg: dict) -> int:
+    return int(round(cfg["val_fraction"] * cfg["num_pairs"]))
+
+
+def _digits(name: str, source: str, root, download) -> data.Images:
+    return replace(data.DATASETS[source](root, download), name=name)
+
+
+for _name, _source in PAIR_DATASETS.items():
+    data.register(_name)(partial(_digits, _name, _source))
+
+
+# --- pairs (host side, numpy) ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pairs:
+    x: np.ndarray  # (n, 2, 14, 14) float32, pixel scale 0-1
+    target: np.ndarray  # (n,) int64: 1 when classes[:, 0] <= classes[:, 1]
+    classes: np.ndarray  # (n, 2) int64 digit labels
+    source: np.ndarray  # (n, 2) indices into the MNIST split (train or test) the digits came from
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def take(self, idx) -> "Pairs":
+        return Pairs(self.x[idx], self.target[idx], self.classes[idx], self.source[idx])
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    train: Pairs
+    val: Pairs
+    test: Pairs
+
+
+def pool2x2(x_u8: np.ndarray) -> np.ndarray:
+    """(n, 1, H, W) uint8 -> (n, H/2, W/2) float32 on the pixel scale 0-1: the mean of each 2x2 block."""
+    n, _, h, w = x_u8.shape
+    return x_u8.reshape(n, h // 2, 2, w // 2, 2).astype(np.float32).mean(axis=(2, 4)) / 255
+
+
+def draw_pairs(x_u8: np.ndarray, y: np.ndarray, n: int, rng: np.random.Generator, where: str = "") -> Pairs:
+    """n pairs of distinct images, drawn without replacement."""
+    if 2 * n > len(y):
+        raise ConfigError(f"{n} pairs need {2 * n} distinct {where} images, but only {len(y)} are available: "
+                          "lower the number of pairs or use full MNIST")
+    src = rng.permutation(len(y))[: 2 * n].reshape(n, 2)
+    classes = y[src]
+    x = pool2x2(x_u8[src.ravel()]).reshape(n, 2, x_u8.shape[2] // 2, x_u8.shape[3] // 2)
+    return Pairs(x, (classes[:, 0] <= classes[:, 1]).astype(np.int64), classes, src)
+
+
+def make_pair_split(images: data.Images, cfg: dict) -> PairSplit:
+    """Training, validation and test pairs of one trial, all from its `seed`."""
+    if images.input_shape != (1, 28, 28) or images.num_classes != 10:
+        raise ConfigError(f"digit pairs need 1x28x28 images of 10 digits; {images.name!r} has "
+                          f"{'x'.join(map(str, images.input_shape))} images of {images.num_classes} classes")
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg["seed"]).spawn(2))
+    pool = draw_pairs(images.train_x, images.train_y, cfg["num_pairs"], train_rng, f"{images.name} training")
+    test = draw_pairs(images.test_x, images.test_y, cfg["num_test_pairs"], test_rng, f"{images.name} test")
+    n_val = val_count(cfg)  # the pool is already in random order: its first pairs are a random subset
+    return PairSplit(pool.take(slice(n_val, None)), pool.take(slice(0, n_val)), test)
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+class PairOut(NamedTuple):
+    logits: torch.Tensor  # (B, 2) pair logits; class 1 = first digit <= second
+    digits: torch.Tensor | None  # (B, 2, 10) digit logits of the two images, for models with digit heads
+    pred: torch.Tensor  # (B,) predicted target
+
+
+def as_pair_out(out) -> PairOut:
+    """Any registered model works on pairs: a plain logit tensor predicts by argmax."""
+    return out if isinstance(out, PairOut) else PairOut(out, None, out.argmax(1))
+
+
+def _head(n_in: int, num_classes: int, dropout: float = 0.0) -> list[nn.Module]:
+    drop = [nn.Dropout(dropout)] if dropout else []
+    return [nn.Flatten(), *drop, nn.Linear(n_in, HIDDEN), nn.ReLU(), *drop, nn.Linear(HIDDEN, num_classes)]
+
+
+def _conv(c_in: int, c_out: int, padding: int, bn: bool) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=padding), *([nn.BatchNorm2d(c_out)] if bn else []), nn.ReLU()]
+
+
+@register("pairs_perceptron")
+def pairs_perceptron(input_shape, num_classes, options):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+
+
+@register("pairs_mlp")
+def pairs_mlp(input_shape, num_classes, options):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+                         nn.Linear(HIDDEN, num_classes))
+
+
+@register("pairs_cnn")
+def pairs_cnn(input_shape, num_classes, options):
+    c, h, w = input_shape
+    side = lambda s: ((s - 2) // 2 - 2) // 2  # noqa: E731  conv 3 without padding, pool, conv, pool
+    return nn.Sequential(*_conv(c, 8, 0, False), nn.MaxPool2d(2), *_conv(8, 16, 0, False), nn.MaxPool2d(2),
+                         *_head(16 * side(h) * side(w), num_classes))
+
+
+def _padded_trunk(c: int, bn: bool) -> list[nn.Module]:
+    """Two padded convs, one max-pool after the second: 14x14 -> 16 x 7x7."""
+    return [*_conv(c, 8, 1, bn), *_conv(8, 16, 1, bn), nn.MaxPool2d(2)]
+
+
+@register("pairs_cnn_pad")
+def pairs_cnn_pad(input_shape, num_classes, options):
+    c, h, w = input_shape
+    return nn.Sequential(*_padded_trunk(c, False), *_head(16 * (h // 2) * (w // 2), num_classes))
+
+
+@register("pairs_cnn_dropout")
+def pairs_cnn_dropout(input_shape, num_classes, options):
+    c, h, w = input_shape
+    return nn.Sequential(*_padded_trunk(c, False), *_head(16 * (h // 2) * (w // 2), num_classes, DROPOUT))
+
+
+@register("pairs_cnn_bn")
+def pairs_cnn_bn(input_shape, num_classes, options):
+    c, h, w = input_shape
+    return nn.Sequential(*_padded_trunk(c, True), *_head(16 * (h // 2) * (w // 2), num_classes, DROPOUT))
+
+
+class _Residual(nn.Module):
+    """relu(x + bn(conv(relu(bn(conv(x)))))) at 16 channels."""
+
+    def __init__(self, channels: int = 16):
+        super().__init__()
+        self.body = nn.Sequential(*_conv(channels, channels, 1, True), nn.Conv2d(channels, channels, 3, padding=1),
+                                  nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+@register("pairs_resnet")
+def pairs_resnet(input_shape, num_classes, options):
+    # pairs_cnn_bn with 6 more 16-channel convs (3 residual blocks) after its pool, at 7x7
+    c, h, w = input_shape
+    return nn.Sequential(*_padded_trunk(c, True), *(_Residual() for _ in range(3)),
+                         *_head(16 * (h // 2) * (w // 2), num_classes, DROPOUT))
+
+
+def digit_net(h: int, w: int) -> nn.Sequential:
+    """One 1xHxW digit -> 10 digit logits: the padded trunk with batch norm and dropout."""
+    return nn.Sequential(*_padded_trunk(1, True), *_head(16 * (h // 2) * (w // 2), 10, DROPOUT))
+
+
+def _each_digit(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) -> (B, 2, 10): the same network (shared weights) on both digits, in one batch."""
+    b, two, h, w = x.shape
+    return net(x.reshape(b * two, 1, h, w)).view(b, two, -1)
+
+
+class Siamese(nn.Module):
+    """Shared digit network on each image; a small MLP compares the two 10-vectors."""
+
+    def __init__(self, input_shape, num_classes: int, aux: bool):
+        super().__init__()
+        _, h, w = input_shape
+        self.loss_kind = "aux" if aux else "pair"
+        self.digit = digit_net(h, w)
+        self.compare = nn.Sequential(nn.Linear(20, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, num_classes))
+
+    def forward(self, x):
+        digits = _each_digit(self.digit, x)
+        logits = self.compare(digits.flatten(1))
+        return PairOut(logits, digits if self.loss_kind == "aux" else None, logits.argmax(1))
+
+
+def _check_two_images(input_shape, name):
+    if input_shape[0] != 2:
+        raise ConfigError(f"model {name!r} reads two 1-channel digits: input shape must be 2xHxW, got {input_shape}")
+
+
+@register("pairs_siamese")
+def pairs_siamese(input_shape, num_classes, options):
+    _check_two_images(input_shape, "pairs_siamese")
+    return Siamese(input_shape, num_classes, aux=False)
+
+
+@register("pairs_siamese_aux")
+def pairs_siamese_aux(input_shape, num_classes, options):
+    _check_two_images(input_shape, "pairs_siamese_aux")
+    return Siamese(input_shape, num_classes, aux=True)
+
+
+def compare_digits(digits: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 10) digit logits -> (B, 2) log-probabilities [P(d1 > d2), P(d1 <= d2)] of independent digits."""
+    logp = F.log_softmax(digits.float(), dim=-1)
+    joint = logp[:, 0, :, None] + logp[:, 1, None, :]  # [b, i, j] = log p1(i) + log p2(j)
+    le = torch.ones(10, 10, dtype=torch.bool, device=digits.device).triu()  # i <= j
+    return torch.stack([joint.masked_fill(le, -math.inf).flatten(1).logsumexp(1),
+                        joint.masked_fill(~le, -math.inf).flatten(1).logsumexp(1)], dim=1)
+
+
+class DigitComparator(nn.Module):
+    """Classifies each digit (trained on the digit labels only) and predicts first <= second from the two
+    predicted digits. Its pair logits (for the reported losses) are the probabilities of that comparison."""
+
+    loss_kind = "digits"
+
+    def __init__(self, input_shape):
+        super().__init__()
+        _, h, w = input_shape
+        self.digit = digit_net(h, w)
+
+    def forward(self, x):
+        digits = _each_digit(self.digit, x)
+        predicted = digits.argmax(-1)
+        return PairOut(compare_digits(digits), digits, (predicted[:, 0] <= predicted[:, 1]).long())
+
+
+@register("pairs_digits")
+def pairs_digits(input_shape, num_classes, options):
+    _check_two_images(input_shape, "pairs_digits")
+    return DigitComparator(input_shape)
+
+
+# --- loss ------------------------------------------------------------------------------------------
+
+def beta(cfg: dict, epoch: int) -> float:
+    return cfg["pair_aux_decay"] ** (epoch - 1)
+
+
+def loss_weights(model: nn.Module, cfg: dict, epoch: int) -> tuple[float, float]:
+    """(weight of CE(pair), weight of CE(digit 1) + CE(digit 2)) for this model at this epoch."""
+    kind = getattr(model, "loss_kind", "pair")
+    if kind == "aux":
+        return cfg["pair_aux_alpha"], beta(cfg, epoch) * cfg["pair_aux_gamma"]
+    return (0.0, 1.0) if kind == "digits" else (1.0, 0.0)
+
+
+def pair_loss(out: PairOut, target, classes, w_pair: float, w_digit: float) -> torch.Tensor:
+    loss = out.logits.new_zeros(())
+    if w_pair:
+        loss = loss + w_pair * F.cross_entropy(out.logits.float(), target)
+    if w_digit:
+        d = out.digits.float()
+        loss = loss + w_digit * (F.cross_entropy(d[:, 0], classes[:, 0]) + F.cross_entropy(d[:, 1], classes[:, 1]))
+    return loss
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+class _OnDevice(NamedTuple):
+    x: torch.Tensor  # normalised
+    target: torch.Tensor
+    classes: torch.Tensor
+
+
+def _to_device(p: Pairs, mean: float, std: float, device) -> _OnDevice:
+    x = (torch.from_numpy(p.x) - mean) / std
+    return _OnDevice(x.to(device), torch.from_numpy(p.target).to(device), torch.from_numpy(p.classes).to(device))
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, s: _OnDevice, batch_size: int) -> dict:
+    model.eval()
+    cm = torch.zeros(2, 2, dtype=torch.long, device=s.x.device)
+    loss_sum = torch.zeros((), device=s.x.device)
+    digit_hits = torch.zeros((), dtype=torch.long, device=s.x.device)
+    has_digits = False
+    for b in range(0, len(s.target), batch_size):
+        sl = slice(b, b + batch_size)
+        out = as_pair_out(model(s.x[sl]))
+        loss_sum += F.cross_entropy(out.logits.float(), s.target[sl], reduction="sum")
+        cm += metrics_mod.confusion_matrix(s.target[sl], out.pred, 2)
+        if out.digits is not None:
+            has_digits = True
+            digit_hits += (out.digits.argmax(-1) == s.classes[sl]).sum()
+    m = metrics_mod.metrics_from_confusion(cm.cpu(), [0])
+    res = {"loss": float(loss_sum) / len(s.target), "acc": m["acc"], "balanced_acc": m["balanced_acc"]}
+    if has_digits:  # how well the digit heads read the digits
+        res["digit_acc"] = float(digit_hits) / (2 * len(s.target))
+    return res
+
+
+def train_epoch(model, s: _OnDevice, cfg: dict, epoch: int, optimizer, gen) -> tuple[float, float]:
+    model.train()
+    w_pair, w_digit = loss_weights(model, cfg, epoch)
+    n, bs = len(s.target), cfg["batch_size"]
+    order = torch.randperm(n, generator=gen, device=gen.device)
+    batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    loss_sum = torch.zeros((), device=s.x.device)
+    correct = torch.zeros((), dtype=torch.long, device=s.x.device)
+    for b in range(0, n, bs):
+        idx = order[b : b + bs]
+        if len(idx) == 1 and batch_norm:
+            continue  # batch norm cannot train on a single pair
+        out = as_pair_out(model(s.x[idx]))
+        loss = pair_loss(out, s.target[idx], s.classes[idx], w_pair, w_digit)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():  # accumulate on device: one host sync per epoch
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.pred == s.target[idx]).sum()
+    return float(loss_sum) / n, float(correct) / n
+
+
+def train_pairs(cfg: dict, images: data.Images, reporter) -> list[dict]:
+    """One digit_pairs trial on a resolved config; the same reporter protocol and checkpoint state as
+    `tuner.trainable.train`."""
+    device = resolve_device(cfg["device"])
+    split = make_pair_split(images, cfg)
+    torch.manual_seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+    gen = torch.Generator(device=device).manual_seed(cfg["seed"])
+    mean, std = images.mean[0], images.std[0]
+    train_s, val_s, test_s = (_to_device(p, mean, std, device) for p in (split.train, split.val, split.test))
+    model = build_model(cfg["model"], PAIR_SHAPE, 2, cfg).to(device)
+    optimizer = make_optimizer(cfg, model)
+
+    start = 1
+    state = reporter.restore()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["epoch"]) + 1
+
+    static = {
+        "experiment": cfg["experiment"],
+        # the digits actually used: a fallback to the shipped sample shows as digit_pairs-sample
+        "dataset": {v: k for k, v in PAIR_DATASETS.items()}.get(images.name, images.name),
+        "seed": cfg["seed"],
+        "group": cfg["group"],
+        "num_params": count_parameters(model),
+        "model_bytes": model_bytes(model),
+        "node_id": getattr(reporter, "node_id", None),  # Ray trials only, as in tuner.trainable
+    }
+    for epoch in range(start, cfg["epochs"] + 1):
+        t0 = time.perf_counter()
+        train_loss, train_acc = train_epoch(model, train_s, cfg, epoch, optimizer, gen)
+        val = evaluate(model, val_s, cfg["eval_batch_size"])
+        test = evaluate(model, test_s, cfg["eval_batch_size"])
+        metrics = {
+            "epoch": epoch,
+            "epoch_time_s": time.perf_counter() - t0,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            **{f"val_{k}": v for k, v in val.items()},
+            **test,
+            "stop_reason": "",
+            **static,
+        }
+        if not math.isfinite(train_loss):
+            metrics["stop_reason"] = f"non-finite training loss at epoch {epoch} (lr={cfg['lr']:g})"
+            reporter.report(metrics, None)
+            break
+        state = None
+        if epoch == cfg["epochs"] or epoch % cfg["checkpoint_every"] == 0:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
+                     "torch_rng": torch.get_rng_state(), "epoch": epoch}
+        reporter.report(metrics, state)
+    return getattr(reporter, "history", [])
