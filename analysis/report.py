@@ -75,6 +75,8 @@ class Report:
                 self.top_trials()
                 self.best_configuration()
                 self.comparisons(sub, self.suffix, self.tag.lstrip("_"))
+                if exp == "digit_pairs":
+                    self.pairs_study(sub)
                 self.trial_details()
                 self.search_view()
         self.failures()
@@ -174,6 +176,13 @@ class Report:
             row.update({fmt.header(m): fmt.num(r[m], m) for m in SUMMARY_METRICS if m in r})
             rows.append(row)
         d.table(pd.DataFrame(rows), f"The {len(rows)} best of {len(t)} finished trials; test metrics in percent")
+
+    def pairs_study(self, trials):
+        from analysis.pairs import pairs_display, pairs_table
+
+        self.doc.h(2, f"Study table: test accuracy per architecture{self.suffix}")
+        self.doc.table(pairs_display(pairs_table(trials)),
+                       "Test accuracy over rounds (new pairs and initialisation): mean ± sd, Student-t 95% CI, percent")
 
     def config_scores(self, trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         """One row per configuration (varying params, seeds aside): selection metric over seeds, sorted best first."""
