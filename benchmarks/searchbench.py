@@ -113,16 +113,19 @@ def memory(data_dir: str, *, levels=(1, 2, 4), cores: int = 2, log=print) -> dic
     return out
 
 
-def gpu_packing(data_dir: str, *, levels=(1, 2, 4, 8), epochs: int = 2, cores: int = 1, log=print) -> dict:
+def gpu_packing(data_dir: str, *, levels=(1, 2, 4, 8), epochs: int = 2, cores: int = 1, device: str = "cuda",
+                dataset: str = "mnist", log=print) -> dict:
     """k trials packed on one GPU with --gpus-per-trial 1/k: total training samples/s, as the sum
-    of the trials' samples over the longest trial's summed epoch times (the trials run together)."""
+    of the trials' samples over the longest trial's summed epoch times (the trials run together).
+    (device="cpu" runs the same plumbing without a GPU: --gpus-per-trial 0, for testing it.)"""
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as d:
         d = Path(d)
         for k in levels:
-            args = ["--budget", "smoke", "--dataset", "mnist", "--data-dir", data_dir, "--num-samples", str(k),
-                    "--max-concurrent", str(k), "--gpus-per-trial", f"{1 / k:g}",
-                    "--cpus-per-trial", f"{min(1.0, cores / k):g}", "--max-epochs", str(epochs), "--set", "device=cuda"]
+            gpus = 1 / k if device == "cuda" else 0
+            args = ["--budget", "smoke", "--dataset", dataset, "--data-dir", data_dir, "--num-samples", str(k),
+                    "--max-concurrent", str(k), "--gpus-per-trial", f"{gpus:g}",
+                    "--cpus-per-trial", f"{min(1.0, cores / k):g}", "--max-epochs", str(epochs), "--set", f"device={device}"]
             s = run_search(args, d, f"gpu-{k}", log=log)
             samples, longest = 0, 0.0
             for t in s["trials"]:

@@ -23,6 +23,9 @@ def test_pareto_front_against_brute_force():
     assert mask.tolist() == [True, True, True, False, False, True]  # equal points do not dominate each other
     assert mask.tolist() == [not d for d in dominated_by_loops(POINTS, 1)]
     assert pareto_front(POINTS, ["min", "min"]).tolist() == [not d for d in dominated_by_loops(POINTS, -1)]
+    # float noise of a mean of per-class rates is a tie, not a win
+    assert 0.1 + 0.2 > 0.3
+    assert pareto_front([(0.1 + 0.2, 0.4), (0.3, 0.6)], ["max", "max"]).tolist() == [False, True]
     rng = np.random.default_rng(0)
     for _ in range(20):
         pts = rng.integers(0, 5, (12, 3)).tolist()  # ties on purpose

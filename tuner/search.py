@@ -348,10 +348,36 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
             num_to_keep=2, checkpoint_score_attribute=plan.metric, checkpoint_score_order=plan.mode
         ),
         failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial resumes from its checkpoint
+        callbacks=_result_loggers(),
         progress_reporter=progress_reporter(plan),
         verbose=1,
     )
     return tune.Tuner(trainable, param_space=param_space(plan), tune_config=tune_config, run_config=run_config)
+
+
+def _result_loggers() -> list:
+    """Ray Tune's result.json / progress.csv loggers, except that a retried trial keeps its log.
+
+    Ray Tune (2.60) restarts a failed trial by copying its log files back from the storage path
+    over the driver's copy. Storage lags the driver by up to one experiment snapshot, so after a
+    lost worker node the epochs reported in that gap vanished from result.json (the trial itself
+    resumed correctly from its checkpoint; tests/test_multinode.py). Copy only when the driver has
+    no copy: a --resume on a new driver.
+    """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    class KeepDriverLog:
+        def _restore_from_remote(self, file_name, trial):
+            if not Path(trial.local_path, file_name).exists():
+                super()._restore_from_remote(file_name, trial)
+
+    class JsonLog(KeepDriverLog, JsonLoggerCallback):
+        pass
+
+    class CsvLog(KeepDriverLog, CSVLoggerCallback):
+        pass
+
+    return [JsonLog(), CsvLog()]  # Tune adds its defaults only for the kinds missing here
 
 
 def _trial_name(trial) -> str:
@@ -414,8 +440,9 @@ def summary(result_grid, plan: Plan, top: int = 10) -> str:
 
 def pareto_front(points, modes) -> np.ndarray:
     """Mask of the non-dominated rows of `points` (n, k): no other row is at least as good in every
-    objective and better in one. modes: "max" or "min" per objective."""
-    p = np.asarray(points, dtype=float) * np.where(np.asarray(modes) == "max", 1.0, -1.0)  # all maximised
+    objective and better in one. modes: "max" or "min" per objective. Values equal to 12 decimals
+    tie: means of per-class rates carry float noise (0.8 as 0.8000000000000002 or 0.7999999999999999)."""
+    p = np.round(np.asarray(points, dtype=float), 12) * np.where(np.asarray(modes) == "max", 1.0, -1.0)
     at_least = (p[:, None, :] >= p[None, :, :]).all(2)  # [i, j]: i is at least as good as j everywhere
     better = (p[:, None, :] > p[None, :, :]).any(2)
     return ~(at_least & better).any(0)
