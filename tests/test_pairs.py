@@ -1,6 +1,8 @@
 """The digit_pairs study: pair construction, models, the auxiliary loss, the trainer and a smoke search."""
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -303,3 +305,16 @@ def test_smoke_search_two_architectures_two_rounds(ray_session, tmp_path, capsys
         accs = [rows[(group, s)]["acc"] for s in (0, 1)]
         assert table.loc[group, "rounds"] == 2 and table.loc[group, "mean"] == pytest.approx(np.mean(accs))
         assert table.loc[group, "sd"] == pytest.approx(np.std(accs, ddof=1))
+
+
+def test_pair_datasets_load_by_name_without_importing_pairs_first():
+    # a fresh interpreter: only tuner.data imported, as a user's own script would
+    code = ("from tuner.data import load_dataset; from tuner.errors import ConfigError\n"
+            "print(load_dataset('digit_pairs-sample').name)\n"
+            "try: load_dataset('digit_pears')\n"
+            "except ConfigError as e: print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    name, error = out.stdout.strip().splitlines()
+    assert name == "digit_pairs-sample"
+    assert error.startswith("unknown dataset 'digit_pears': choose one of ") and "digit_pairs, " in error

@@ -173,8 +173,7 @@ def _short(e: Exception) -> str:
 def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: bool = False) -> Images:
     """Load a dataset by name. With `fallback` (the user asked for the default dataset), an
     unavailable dataset falls back to the shipped `mnist-sample` with one warning."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
+    _check_known(name)
     root = resolve_data_dir(data_dir)
     try:
         return DATASETS[name](root, download)
@@ -187,10 +186,16 @@ def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: b
 
 def check_dataset_available(name: str, data_dir=None) -> None:
     """Cheap check before any expensive work: the data folder, when given, must exist."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
+    _check_known(name)
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise ConfigError(f"data folder {str(data_dir)!r} does not exist: pass an existing --data-dir")
+
+
+def _check_known(name: str) -> None:
+    if name not in DATASETS:
+        from tuner import pairs  # noqa: F401  registers the digit_pairs datasets (it imports this module)
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
 
 
 # --- imbalance and validation split (indices only) -----------------------------------------
