@@ -103,7 +103,7 @@ def test_list_shows_every_experiment(capsys):
         assert f"\n{name} " in f"\n{out}"
 
 
-def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path):
+def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path, capsys):
     """SIGKILL the whole driver (and its local Ray) mid-search, then --resume."""
     args = [sys.executable, "-m", "tuner.search", "lstm_weighted", "--budget", "smoke", "--searcher", "random",
             "--num-samples", "4", "--max-epochs", "3", "--no-asha", "--storage-path", str(tmp_path), "--name", "R"]
@@ -123,6 +123,11 @@ def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path):
     time.sleep(1.0)  # let the experiment snapshot catch up with that finish
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # a resume typed without the run's --budget would continue its trials on other data: refused
+    with pytest.raises(SystemExit) as e:
+        main([a for a in args[3:] if a not in ("--budget", "smoke")] + ["--resume"])
+    assert e.value.code == 2
+    assert "--resume: run 'R' has budget='smoke' but this command gives 'local'; resume with --budget smoke" in capsys.readouterr().err
     done = subprocess.run([*args, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = trial_results(run)
@@ -133,3 +138,56 @@ def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path):
     for trial, rows in finished_before.items():
         assert results[trial][: len(rows)] == rows  # finished work kept as it was
     assert "Best configs by val_balanced_acc" in done.stdout
+
+
+def fake_run(tmp_path: Path, config: dict, dataset_used: str) -> Path:
+    """A run folder as Ray leaves it after an interruption: an experiment snapshot and one trial."""
+    run = tmp_path / "old"
+    (run / "trial_a").mkdir(parents=True)
+    (run / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    (run / "trial_a" / "params.json").write_text(json.dumps(config))
+    (run / "trial_a" / "result.json").write_text(json.dumps({"epoch": 1, "dataset": dataset_used}) + "\n")
+    return run
+
+
+LOCAL_WEIGHTED = {"budget": "local", "dataset": "mnist", "dataset_fallback": True, "epochs": 8,
+                  "experiment": "lstm_weighted", "minority_weight": 3.5, "model": "lstm_mlp", "seed": 0,
+                  "weight_decay": 0.0001}
+
+
+@pytest.mark.parametrize("config, argv, message", [
+    (LOCAL_WEIGHTED, ["lstm_weighted", "--max-epochs", "4"],
+     "run 'old' has epochs=8 but this command gives 4; resume with --max-epochs 8"),
+    (LOCAL_WEIGHTED, ["lstm_weighted", "--dataset", "mnist-sample"],
+     "run 'old' has dataset='mnist' but this command gives 'mnist-sample'; resume with --dataset mnist"),
+    (LOCAL_WEIGHTED, ["lstm_irm"], "run 'old' has experiment='lstm_weighted' but this command gives 'lstm_irm'"),
+    ({**LOCAL_WEIGHTED, "minority_keep": 0.2}, ["lstm_weighted"],
+     "run 'old' was started with --set minority_keep=0.2; add it to the resume command"),
+    ({**LOCAL_WEIGHTED, "minority_classes": [0, 1]}, ["lstm_weighted", "--set", "minority_classes=[0,1,2]"],
+     "run 'old' has minority_classes=[0, 1] but this command gives [0, 1, 2]; resume with --set minority_classes=[0,1]"),
+])
+def test_resume_with_other_options_than_the_run_is_refused_before_ray(config, argv, message, tmp_path, capsys):
+    import ray
+
+    was_running = ray.is_initialized()
+    fake_run(tmp_path, config, config["dataset"])
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--storage-path", str(tmp_path), "--name", "old", "--resume"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: --resume: {message}" in err and err.count("\n") == 1, err
+    assert ray.is_initialized() == was_running
+
+
+def test_resume_on_a_machine_that_falls_back_to_the_sample_is_refused(tmp_path, capsys):
+    """The run trained on full MNIST; here its default dataset is missing and falls back to the
+    shipped sample: continuing would train its trials on other data."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    fake_run(tmp_path, {**LOCAL_WEIGHTED, "data_dir": "/cluster/data"}, "mnist")
+    with pytest.raises(SystemExit) as e, pytest.warns(UserWarning, match="falling back to the shipped 'mnist-sample'"):
+        main(["lstm_weighted", "--data-dir", str(empty), "--storage-path", str(tmp_path), "--name", "old", "--resume"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert ("error: --resume: run 'old' trained on dataset 'mnist' but this command loaded 'mnist-sample'; "
+            "resume where 'mnist' is available (--data-dir) or start a new --name") in err

@@ -8,6 +8,7 @@ the training data goes into Ray's object store once (`tune.with_parameters`), an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -223,6 +224,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
     if objectives:
         notes.append(f"multi-objective: Pareto front of {', '.join(objectives)} ({plan.mode}), every trial to the end")
     _check_run_dir(plan)
+    if plan.resume:
+        _check_resume_options(plan)
     return plan
 
 
@@ -252,6 +255,73 @@ def _check_run_dir(plan: Plan) -> None:
             f"a run named {plan.name!r} already exists under {plan.storage_path}: add --resume to continue it, "
             "or choose another --name"
         )
+
+
+# --- --resume: the restored trials keep their configs but get the data this command loads ----------
+
+# may differ between the run and its resume: another machine's data folder (the data actually
+# loaded is compared after loading, `check_resume_dataset`)
+RESUME_FREE = ("data_dir", "dataset_fallback")
+
+
+def stored_trial_configs(run_dir) -> list[dict]:
+    """The configs of the run's trials (Ray's `params.json`); unreadable ones are skipped (the export
+    names them)."""
+    configs = []
+    for path in sorted(Path(run_dir).glob("*/params.json")):
+        try:
+            configs.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return configs
+
+
+def _as_option(key: str, value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return {"budget": f"--budget {text}", "dataset": f"--dataset {text}", "epochs": f"--max-epochs {text}",
+            "experiment": f"the experiment {text}"}.get(key, f"--set {key}={text}")
+
+
+def _check_resume_options(plan: Plan) -> None:
+    """Tune.restore keeps the run's own configs, searcher and scheduler, but the training data comes
+    from this command's options (`tune.with_parameters`). A resume typed with another --budget,
+    --dataset or --set than the run's would continue its trials on other data: refuse, naming the
+    option that brings the run's value back. Local runs only; a remote run's files are Ray's to read."""
+    if "://" in plan.storage_path:
+        return
+    stored = stored_trial_configs(plan.run_dir)
+    if not stored:
+        return
+    run = stored[0]
+    ours = json.loads(json.dumps(plan.fixed, default=str))  # tuples -> lists, as params.json has them
+    varying = {*plan.space, *(k for a in plan.arms for k in a), "seed", "group"}  # differ from trial to trial
+    first = ("experiment", "budget", "dataset", "epochs")  # the options a typed resume most likely changed
+    for key, value in sorted(ours.items(), key=lambda kv: (kv[0] not in first, first.index(kv[0]) if kv[0] in first else 0)):
+        if key not in RESUME_FREE and key not in varying and key in run and run[key] != value:
+            raise ConfigError(f"--resume: run {plan.name!r} has {key}={run[key]!r} but this command gives {value!r}; "
+                              f"resume with {_as_option(key, run[key])}")
+    missing = sorted(set(run) - set(ours) - varying)
+    if missing:
+        raise ConfigError(f"--resume: run {plan.name!r} was started with {_as_option(missing[0], run[missing[0]])}; "
+                          "add it to the resume command")
+
+
+def check_resume_dataset(plan: Plan, images) -> None:
+    """The dataset this resume loaded must be the one the run's trials trained on (a default dataset
+    falls back to the shipped sample where the full one is missing: a run started on one machine
+    and resumed on another could switch silently)."""
+    if not plan.resume or "://" in plan.storage_path:
+        return
+    for path in sorted(Path(plan.run_dir).glob("*/result.json")):
+        try:
+            with open(path) as f:
+                used = json.loads(f.readline()).get("dataset")
+        except (OSError, ValueError):
+            continue
+        if used and used != images.name:
+            raise ConfigError(f"--resume: run {plan.name!r} trained on dataset {used!r} but this command loaded "
+                              f"{images.name!r}; resume where {used!r} is available (--data-dir) or start a new --name")
+        return
 
 
 def describe(plan: Plan, images=None, split_counts=None) -> str:
@@ -582,6 +652,7 @@ def main(argv=None) -> int:
     try:
         plan = build_plan(args)
         images = load_images(plan)
+        check_resume_dataset(plan, images)
         split = data_mod.make_split(images, config_mod.resolve({**plan.fixed, **{k: _first(v) for k, v in plan.space.items()}, **(plan.arms[0] if plan.arms else {})}))
     except ConfigError as e:
         _fail(str(e))
