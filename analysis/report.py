@@ -441,18 +441,24 @@ class Report:
                 "when the files were read). They are left out of all statistics above.")
 
     def stopped_by_trainable(self):
-        """Trials that ended themselves (e.g. a non-finite loss): finished, but not a normal result."""
+        """Trials that ended themselves (e.g. a non-finite loss): finished, but not a normal result;
+        and trials that started over because their checkpoint was corrupt."""
+        self._noted("stop_reason", "reason", "Trials the trainable stopped itself (status TERMINATED, so they do count "
+                    "in the statistics above with their last epoch)")
+        self._noted("checkpoint_warning", "warning", "Trials restarted from epoch 1 because the checkpoint they were "
+                    "to resume from was corrupt (their last attempt's epochs are the ones used)")
+
+    def _noted(self, column: str, label: str, caption: str):
         t = self.raw
-        if "stop_reason" not in t:
+        if column not in t:
             return
-        own = t[t["stop_reason"].notna() & (t["stop_reason"].astype(str) != "")]
-        if own.empty:
+        noted = t[t[column].notna() & (t[column].astype(str) != "")]
+        if noted.empty:
             return
         params = compare.varying(t)
         rows = [{"run": r["run"], "trial": r["trial_id"], "config": fmt.config_label(r, params), "seed": r.get("seed", "–"),
-                 "epochs run": r["epochs_run"], "reason": r["stop_reason"]} for _, r in own.iterrows()]
-        self.doc.table(pd.DataFrame(rows), "Trials the trainable stopped itself (status TERMINATED, so they do count "
-                       "in the statistics above with their last epoch)")
+                 "epochs run": r["epochs_run"], label: r[column]} for _, r in noted.iterrows()]
+        self.doc.table(pd.DataFrame(rows), caption)
 
     def files(self):
         d = self.doc

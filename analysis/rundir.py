@@ -20,6 +20,7 @@ STATUSES = ("TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED")
 _TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5}|[0-9a-f]{8})(?:_|$)")
 _SEARCHERS = ("optuna", "hyperopt", "hebo", "bayesopt", "bayes_opt", "nevergrad", "zoopt", "ax", "bohb", "skopt")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FAILURE_HEADER = re.compile(r"^Failure # \d+")
 
 
 @dataclass
@@ -179,7 +180,9 @@ def error_headline(text: str) -> str:
     last_frame = max((i for i, l in enumerate(lines) if l.lstrip().startswith("File \"")), default=-1)
     for l in lines[last_frame + 1:]:
         # Frame source lines and ^^^ markers are indented; the exception line starts at column 0.
-        if l and not l[0].isspace():
+        # Ray heads each failure with "Failure # N (occurred at ...)": a dead worker's has no
+        # traceback, and what happened is the line after it.
+        if l and not l[0].isspace() and not _FAILURE_HEADER.match(l):
             return l
     return next((l.strip() for l in reversed(lines) if l.strip()), "")
 

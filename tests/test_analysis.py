@@ -365,3 +365,22 @@ def test_importance_ranks_the_parameter_that_matters():
         importance.param_importance(t.head(3), ["lr"], "val_balanced_acc")
     corr = importance._correlation(t, ["lr", "minority_weight"], "val_balanced_acc")
     assert corr.index[0] == "minority_weight"
+
+
+def test_error_headline_is_the_exception_line_or_what_a_dead_worker_says():
+    from analysis.rundir import error_headline
+
+    traceback = ("Failure # 1 (occurred at 2026-11-20_10-00-00)\n"
+                 "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=123, ip=10.0.0.1)\n"
+                 "  File \"/x/trainable.py\", line 10, in train\n"
+                 "    raise RuntimeError(\"CUDA out of memory\")\n"
+                 "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+                 "RuntimeError: CUDA out of memory\n"
+                 "  more detail\n")
+    assert error_headline(traceback) == "RuntimeError: CUDA out of memory"
+    # a killed worker: Ray writes no traceback, only its header and the actor's fate
+    died = ("Failure # 1 (occurred at 2026-11-20_10-00-00)\n"
+            "The actor died unexpectedly before finishing this task.\n"
+            "\tclass_name: ImplicitFunc\n\tpid: 4242\n")
+    assert error_headline(died) == "The actor died unexpectedly before finishing this task."
+    assert error_headline("Failure # 2 (occurred at 2026-11-20_10-00-05)\n") == "Failure # 2 (occurred at 2026-11-20_10-00-05)"

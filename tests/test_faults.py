@@ -268,6 +268,10 @@ def test_corrupt_checkpoint_is_named_and_the_trial_restarts_from_scratch(faults_
     assert rows[-1]["pid"] != killed["pid"]
     named = re.findall(r"WARNING: corrupt checkpoint (\S+)", faults_run["worker_logs"])
     assert named and set(named) <= set(killed["corrupted"]), named
+    # and in the trial's results, which the export and the report read
+    warned = re.match(r"corrupt checkpoint (\S+) ", rows[-1]["checkpoint_warning"])
+    assert warned and warned.group(1) in killed["corrupted"], rows[-1]["checkpoint_warning"]
+    assert all(r["checkpoint_warning"] == "" for r in rows[:-3])  # the first attempt restored nothing
 
 
 def test_export_shows_the_faults(faults_run, tmp_path):
@@ -281,6 +285,16 @@ def test_export_shows_the_faults(faults_run, tmp_path):
     for seed in (0, 3, 4):
         assert tr.loc[seed, "status"] == "TERMINATED" and tr.loc[seed, "epochs_run"] == EPOCHS
         assert pd.isna(tr.loc[seed, "stop_reason"]) or tr.loc[seed, "stop_reason"] == ""
+    assert tr.loc[4, "checkpoint_warning"].startswith("corrupt checkpoint ")
+    assert (tr.loc[[0, 1, 3], "checkpoint_warning"] == "").all()
+    # the report names each fault
+    from analysis import report
+
+    assert report.main([str(faults_run["run"]), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    for text in ("Trials the trainable stopped itself", "non-finite training loss at epoch 1", "GPU out of memory",
+                 "checkpoint they were to resume from was corrupt", tr.loc[4, "checkpoint_warning"][:60]):
+        assert text in md, text
 
 
 def test_a_corrupt_result_file_is_skipped_with_a_warning_naming_it(faults_run, tmp_path):

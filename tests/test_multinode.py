@@ -27,8 +27,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-EPOCHS, TRIALS = 3, 5  # 3 epochs: a trial at epoch 1 is still running when its node is gone
-ORPHAN_S = 10  # how long a trial process may outlive its killed node (an epoch takes 4-9 s)
+# The node is killed under a trial with at least 3 epochs to go (an epoch takes 1-2 s on an idle
+# machine, 4-9 s on a loaded one): it is still running when its node is gone, however fast the machine.
+EPOCHS, TRIALS, EPOCHS_LEFT = 5, 5, 3
+ORPHAN_S = 10  # how long a trial process may outlive its killed node
 USAGE = re.compile(r"Logical resource usage: ([\d.]+)/([\d.]+) CPUs, ([\d.]+)/([\d.]+) GPUs")
 
 # The cluster, driven line by line over stdin: "kill I" removes worker I (no graceful shutdown:
@@ -211,11 +213,20 @@ def test_search_spreads_packs_and_survives_a_lost_worker_node(ray_env, tmp_path)
         while driver.poll() is None and time.time() - t0 < 400:
             results = trial_results(run) if run.exists() else {}
             finished = {t: r for t, r in results.items() if r and r[-1]["epoch"] == EPOCHS}
-            mid = [r[-1] for r in results.values() if r and 1 <= r[-1]["epoch"] < EPOCHS]
+            mid = [r[-1] for r in results.values() if r and 1 <= r[-1]["epoch"] <= EPOCHS - EPOCHS_LEFT]
             if killed is None and finished and mid:
                 # a trial has finished and another is mid-way with a checkpoint: lose the latter's node
                 killed = min(mid, key=lambda row: row["epoch"])["node_id"]
                 cluster.kill_worker(cluster.workers.index(killed))
+                # A crashed machine takes its processes with it. remove_node stops the node's raylet;
+                # its trial processes notice only later and, on a fast machine, could train the
+                # trial to its end in the meantime, leaving nothing to retry elsewhere.
+                on_node = {r["pid"] for rows in trial_results(run).values() for r in rows if r["node_id"] == killed}
+                for pid in on_node:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 before_kill, killed_at = trial_results(run), time.time()
             time.sleep(0.25)
     finally:
@@ -251,7 +262,9 @@ def test_search_spreads_packs_and_survives_a_lost_worker_node(ray_env, tmp_path)
     assert max(usage) == (4.0, 8.0, 2.0, 2.0), usage
     # ... and on the nodes: two trials trained at the same time on one node's one logical GPU
     per_node = [most_at_once([(s, e) for _, n, s, e in segments(results) if n == node]) for node in cluster.workers]
-    assert max(per_node) == 2 and min(per_node) >= 1, per_node
+    # (the spread over both nodes is checked above: a node whose trials were cut short by the kill
+    # can have no stretch long enough to show here, with timestamps floored to whole seconds)
+    assert max(per_node) == 2, per_node
 
     # the lost node: what was written before it went stays as it was (finished trials untouched)...
     for trial, trial_rows in before_kill.items():
@@ -259,8 +272,9 @@ def test_search_spreads_packs_and_survives_a_lost_worker_node(ray_env, tmp_path)
     # ... nothing ran there for long after it was gone, and the trials it was running moved to the
     # survivor for good, resuming from their last checkpoint: with every epoch exactly once (above),
     # the next epoch, none lost or repeated. A trial process on the lost node can outlive its raylet
-    # by a few seconds and still deliver the epoch it was finishing (straight to the driver, not via
-    # the raylet): seen here 1 run in 4. That epoch counts, and its checkpoint is what the retry resumes.
+    # until the test kills it and still deliver the epoch it was finishing (straight to the driver,
+    # not via the raylet): seen here 1 run in 4. That epoch counts, and its checkpoint is what the
+    # retry resumes.
     moved = []
     for trial, trial_rows in results.items():
         nodes = [r["node_id"] for r in trial_rows]

@@ -53,6 +53,9 @@ def test_corrupt_checkpoint_names_the_file_and_restarts(sample_images, tmp_path,
     train(FAST, data=sample_images, reporter=rep)
     assert f"corrupt checkpoint {tmp_path / STATE_FILE}" in capsys.readouterr().out
     assert [m["epoch"] for m in rep.history] == [1]
+    # in the results too: a trial's own output stays in its worker's log
+    assert rep.history[0]["checkpoint_warning"].startswith(f"corrupt checkpoint {tmp_path / STATE_FILE} (")
+    assert train(FAST, data=sample_images)[0]["checkpoint_warning"] == ""
 
 
 def test_non_finite_loss_stops_the_trial_with_the_reason(sample_images, monkeypatch):

@@ -409,6 +409,7 @@ def train_pairs(cfg: dict, images: data.Images, reporter) -> list[dict]:
         "num_params": count_parameters(model),
         "model_bytes": model_bytes(model),
         "node_id": getattr(reporter, "node_id", None),  # Ray trials only, as in tuner.trainable
+        "checkpoint_warning": getattr(reporter, "restore_warning", ""),
     }
     for epoch in range(start, cfg["epochs"] + 1):
         t0 = time.perf_counter()

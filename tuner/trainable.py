@@ -37,7 +37,7 @@ class LocalReporter:
 
     def restore(self):
         path = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir else None
-        return load_state(path) if path and path.exists() else None
+        return load_state(path, self) if path and path.exists() else None
 
     def report(self, metrics: dict, state: dict | None) -> None:
         self.history.append(metrics)
@@ -67,7 +67,7 @@ class TuneReporter:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as d:
-            return load_state(Path(d) / STATE_FILE)
+            return load_state(Path(d) / STATE_FILE, self)
 
     def report(self, metrics: dict, state: dict | None) -> None:
         from ray import tune
@@ -86,13 +86,18 @@ def save_state(state: dict, folder: Path) -> None:
     tmp.replace(folder / STATE_FILE)  # never a half-written checkpoint
 
 
-def load_state(path: Path) -> dict | None:
+def load_state(path: Path, reporter=None) -> dict | None:
     """Load a checkpoint with weights_only=True (no pickle of untrusted files). A corrupt one is
-    reported by name and the trial restarts from scratch instead of failing again and again."""
+    reported by name and the trial restarts from scratch instead of failing again and again. The
+    warning also goes to `reporter.restore_warning`, which the trial reports as `checkpoint_warning`
+    (a worker's own output is not on the driver's console)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle opcode, ...
-        print(f"WARNING: corrupt checkpoint {path} ({type(e).__name__}: {e}); restarting this trial from epoch 1")
+        warning = f"corrupt checkpoint {path} ({type(e).__name__}: {e}); restarting this trial from epoch 1"
+        print(f"WARNING: {warning}")
+        if reporter is not None:
+            reporter.restore_warning = warning
         return None
 
 
@@ -224,6 +229,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         "num_params": count_parameters(model),
         "model_bytes": model_bytes(model),
         "node_id": getattr(reporter, "node_id", None),  # Ray trials only
+        "checkpoint_warning": getattr(reporter, "restore_warning", ""),  # why this attempt started over
     }
     for epoch in range(start, cfg["epochs"] + 1):
         if cfg["irm_lambda"] > 0 and cfg["irm_anneal_epochs"] > 0 and epoch == cfg["irm_anneal_epochs"] + 1:
