@@ -315,3 +315,21 @@ def scatter_plot(trials: pd.DataFrame, param: str, metric: str, out_dir, name: s
     ax.set_ylabel(metric_label(metric))
     ax.set_title(f"{metric_label(metric).replace(' (%)', '')} of each trial vs {param_label(param).split(' (')[0]}")
     return save(fig, out_dir, name or f"scatter_{param}")
+
+
+def pareto_plot(points, on_front, knee, objectives, out_dir, name: str = "pareto") -> Path:
+    """Every trial, the Pareto front (a line through its points) and the knee, for two objectives:
+    the second on x, the first on y."""
+    points, on_front = np.asarray(points, dtype=float), np.asarray(on_front, dtype=bool)
+    sx, sy = _scale(objectives[1]), _scale(objectives[0])
+    fig = Figure(figsize=(5.6, 4.8))
+    ax = fig.add_subplot()
+    ax.scatter(points[~on_front, 1] * sx, points[~on_front, 0] * sy, c="0.6", s=20, label="trial")
+    front = points[on_front][np.argsort(points[on_front, 1])]
+    ax.plot(front[:, 1] * sx, front[:, 0] * sy, "o-", c="tab:red", ms=5, label="Pareto front")
+    ax.scatter([knee[1] * sx], [knee[0] * sy], marker="*", s=240, c="gold", edgecolors="k", zorder=3, label="knee")
+    ax.set_xlabel(metric_label(objectives[1]))
+    ax.set_ylabel(metric_label(objectives[0]))
+    ax.set_title("Pareto front (each trial's final epoch)")
+    ax.legend(loc="best")
+    return save(fig, out_dir, name)

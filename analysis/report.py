@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import compare, export, fmt, importance, plots, render, stats, studies
+from analysis import compare, export, fmt, frames, importance, plots, render, stats, studies
 
 SUMMARY_METRICS = ("acc", "minority_acc", "majority_acc", "balanced_acc")
 MAX_SWEEP_VALUES = 12  # more distinct values than this (continuous search): a scatter instead of a per-value table
@@ -29,7 +29,7 @@ MAX_GROUPS = 20
 
 # --- the report -------------------------------------------------------------------------------
 class Report:
-    def __init__(self, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path, epoch: str = "final", top: int = 10):
+    def __init__(self, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path, epoch: str = "best", top: int = 10):
         self.raw, self.epochs, self.out, self.epoch, self.top = trials, epochs, Path(out), epoch, top
         self.figdir = self.out / "figures"
         self.metric = _first(trials, "selection_metric", trials.attrs.get("selection_metric", "val_balanced_acc"))
@@ -75,10 +75,12 @@ class Report:
                 self.top_trials()
                 self.best_configuration()
                 self.comparisons(sub, self.suffix, self.tag.lstrip("_"))
-                if exp == "digit_pairs":
-                    self.pairs_study(sub)
+                if exp == "digit_pairs":  # the study's protocol: test accuracy at the final epoch
+                    self.pairs_study(self.raw.loc[sub.index])
                 self.trial_details()
                 self.search_view()
+                if "objectives" in sub and sub["objectives"].notna().any():
+                    self.pareto(self.raw.loc[sub.index])  # the final epochs: what the searcher was told
         self.failures()
         self.files()
         return d
@@ -145,7 +147,9 @@ class Report:
         d.bullets([
             f"Trials and configurations are **ranked on validation data** by `{self.metric}` "
             f"({'higher' if self.mode == 'max' else 'lower'} is better); test data is only reported, never used to choose.",
-            f"Each trial is represented by {which}. Trials stopped early by ASHA count with their last epoch; "
+            f"Each trial is represented by {which}"
+            + (" (as in the search's summary), among the epochs it ran. " if self.epoch == "best" else
+               ". Trials stopped early by ASHA count with their last epoch; ") +
             "failed trials are left out of all statistics.",
             "Accuracies are in percent. *minority* = mean accuracy over the minority classes (the ones kept at a "
             "fraction of their images), *majority* = over the others, *balanced* = mean over all classes.",
@@ -425,6 +429,34 @@ class Report:
                         f"How much of the variation of {fmt.short(self.metric)} each searched parameter explains ({method}, "
                         f"{len(r)} trials; indicative only with few trials).")
 
+    def pareto(self, t: pd.DataFrame):
+        """A multi-objective search: its Pareto front and knee, as the search's summary printed them."""
+        from tuner.pareto import knee_point, pareto_front
+
+        objectives = str(t["objectives"].dropna().iloc[0]).split(",")
+        modes = [frames.infer_mode(m) for m in objectives]
+        t = t.dropna(subset=[m for m in objectives if m in t]) if all(m in t for m in objectives) else t.iloc[:0]
+        d = self.doc
+        d.h(2, "Pareto front of " + ", ".join(f"`{m}`" for m in objectives) + self.suffix)
+        if t.empty:
+            d.p("No finished trial reported every objective: no front to draw.")
+            return
+        points = t[objectives].to_numpy(float)
+        on_front = pareto_front(points, modes)
+        front = t[on_front].sort_values(objectives[0], ascending=modes[0] == "min")
+        knee = front.index[knee_point(front[objectives].to_numpy(float), modes)]
+        params = [p for p in compare.varying(t) if p not in ("experiment", "objectives")]
+        rows = [{"knee": "*" if i == knee else "", "trial": r["trial_id"], **{p: fmt.num(r[p], p) for p in params},
+                 "epochs": r["epochs_run"], **{fmt.header(m): fmt.num(r[m], m) for m in objectives},
+                 **{fmt.header(m): fmt.num(r[m], m) for m in SUMMARY_METRICS if m in r}} for i, r in front.iterrows()]
+        d.table(pd.DataFrame(rows), f"Front: the {len(front)} of {len(t)} trials that no other trial beats in every objective "
+                "(final epochs, validation; test metrics at that epoch). Knee (*): the front point closest to the ideal "
+                "after scaling each objective to [0, 1] over the front.")
+        if len(objectives) == 2:
+            self.figure(lambda: plots.pareto_plot(points, on_front, t.loc[knee, objectives].to_numpy(float), objectives,
+                                                  self.figdir, f"pareto{self.tag}"),
+                        f"All {len(t)} trials (grey), the Pareto front (red) and its knee (star).")
+
     def failures(self):
         d, t = self.doc, self.raw
         d.h(2, "Failed and unfinished trials")
@@ -444,7 +476,7 @@ class Report:
         """Trials that ended themselves (e.g. a non-finite loss): finished, but not a normal result;
         and trials that started over because their checkpoint was corrupt."""
         self._noted("stop_reason", "reason", "Trials the trainable stopped itself (status TERMINATED, so they do count "
-                    "in the statistics above with their last epoch)")
+                    "in the statistics above, with the epochs they ran)")
         self._noted("checkpoint_warning", "warning", "Trials restarted from epoch 1 because the checkpoint they were "
                     "to resume from was corrupt (their last attempt's epochs are the ones used)")
 
@@ -505,21 +537,7 @@ def _first(t: pd.DataFrame, col: str, default):
     return str(t[col].dropna().iloc[0]) if col in t and t[col].notna().any() else default
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def write_report(trials: pd.DataFrame, epochs: pd.DataFrame, out, title: str | None = None, epoch: str = "final",
+def write_report(trials: pd.DataFrame, epochs: pd.DataFrame, out, title: str | None = None, epoch: str = "best",
                  top: int = 10) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -538,7 +556,7 @@ def write_report(trials: pd.DataFrame, epochs: pd.DataFrame, out, title: str | N
     return md, html
 
 
-def make_report(run_dirs, out=None, metric: str | None = None, mode: str | None = None, epoch: str = "final",
+def make_report(run_dirs, out=None, metric: str | None = None, mode: str | None = None, epoch: str = "best",
                 top: int = 10) -> tuple[Path, Path]:
     run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(p) for p in run_dirs]
     trials, epochs = export.build(run_dirs, metric, mode)
@@ -552,8 +570,10 @@ def main(argv=None) -> int:
     ap.add_argument("--metric", default=None, help="selection metric on validation (default: the run's validation "
                     "metric, else val_balanced_acc)")
     ap.add_argument("--mode", choices=("max", "min"), default=None)
-    ap.add_argument("--epoch", choices=("final", "best"), default="final",
-                    help="represent each trial by its final epoch (default) or its best epoch on the selection metric")
+    # best: the same epoch as the search's summary, the study tables and the trial's kept checkpoint
+    ap.add_argument("--epoch", choices=("final", "best"), default="best",
+                    help="represent each trial by its best epoch on the selection metric (default, as the search's "
+                         "summary does) or by its final epoch")
     ap.add_argument("--top", type=int, default=10, help="rows of the ranking tables")
     args = ap.parse_args(argv)
     try:

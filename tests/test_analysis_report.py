@@ -35,6 +35,7 @@ def test_report_of_one_search_default_out(runs, tmp_path, capsys):
         assert text in md, text
     for png in pngs:
         assert f"(figures/{png})" in md
+    assert "its epoch with the best `val_balanced_acc` (as in the search's summary)" in md  # the default
     # The HTML stands alone: every figure is embedded, nothing is linked.
     assert html.count("src='data:image/png;base64,") == len(pngs) and "src='figures/" not in html
     assert "<table>" in html and "CUDA out of memory" in html
@@ -45,7 +46,7 @@ def test_report_of_one_search_default_out(runs, tmp_path, capsys):
 
 def test_report_of_several_searches(runs, tmp_path):
     out = tmp_path / "both"
-    assert report.main([str(runs["groups"]), str(runs["optuna"]), "--out", str(out), "--epoch", "best"]) == 0
+    assert report.main([str(runs["groups"]), str(runs["optuna"]), "--out", str(out), "--epoch", "final"]) == 0
     md = (out / "report.md").read_text()
     pngs = {p.name for p in (out / "figures").glob("*.png")}
     assert {"per_class_group_fake_groups.png", "optimisation_history_fake_optuna.png", "param_importance_fake_optuna.png",
@@ -58,7 +59,7 @@ def test_report_of_several_searches(runs, tmp_path):
     assert "0 (minority)" in md and "minority mean" in md
     assert "baseline group=unbalanced" in md and "p (paired t)" in md
     assert re.search(r"vs the runner-up .* p (=|<) ", md)
-    assert "its epoch with the best `val_balanced_acc`" in md
+    assert "represented by its final epoch. Trials stopped early by ASHA count with their last epoch" in md
     trials = pd.read_parquet(out / "trials.parquet")
     assert set(trials["run"]) == {"groups", "optuna"} and len(trials) == 18
 
@@ -69,6 +70,22 @@ def test_report_without_finished_trials(runs, tmp_path):
     md, html = report.write_report(failed, epochs[epochs["trial_id"].isin(failed["trial_id"])], tmp_path / "r")
     text = md.read_text()
     assert "No finished trial" in text and "CUDA out of memory" in text and html.exists()
+
+
+def test_report_ranks_on_the_best_epoch_but_the_pairs_table_uses_the_final_one(tmp_path):
+    # digit_pairs' protocol is a fixed number of epochs: its table takes `acc` of the last epoch
+    # (0.70, 0.71, 0.72 -> 71.0 ± 1.0), while the ranking uses each trial's best epoch (best_val_acc 0.85).
+    rows = [dict(run="r", trial_id=f"{g}{s}", experiment="digit_pairs", status="TERMINATED", group=g, model=f"pairs_{g}",
+                 seed=s, epochs_run=3, asha_stopped=False, acc=0.70 + 0.01 * s, best_acc=0.90, val_acc=0.80 + 0.01 * s,
+                 best_val_acc=0.85, selection_metric="val_acc", selection_mode="max", num_params=10, wall_time_s=1.0,
+                 dataset="digit_pairs", budget="local", error=None, error_file=None, logdir="x")
+            for g in ("mlp", "cnn") for s in (0, 1, 2)]
+    md, _ = report.write_report(pd.DataFrame(rows), pd.DataFrame(), tmp_path / "r")
+    text = md.read_text()
+    assert "| mlp | 10 | 3 | 71.0 ± 1.0 | [68.5, 73.5] |" in text
+    assert "has the best accuracy (validation): 85.0%" in text
+    md, _ = report.write_report(pd.DataFrame(rows), pd.DataFrame(), tmp_path / "f", epoch="final")
+    assert "has the best accuracy (validation): 82.0%" in md.read_text()
 
 
 def test_report_formatting_helpers():

@@ -2,9 +2,11 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from tuner.search import build_plan, knee_point, main, make_tuner, parse_args, pareto_front
+from tuner.pareto import knee_point, pareto_front
+from tuner.search import build_plan, main, make_tuner, parse_args
 
 POINTS = [(0.9, 0.5), (0.8, 0.8), (0.5, 0.9), (0.7, 0.7), (0.8, 0.6), (0.5, 0.9)]
 
@@ -93,3 +95,14 @@ def test_lstm_pareto_smoke_prints_and_plots_the_front(ray_session, tmp_path, cap
     assert dist[knees[0]] == pytest.approx(min(dist.values()))
     png = tmp_path / "P" / "pareto.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"Plot:     {png}" in out
+    # The report of the run shows the same front and knee, and the objectives are a column of the export.
+    from analysis import report
+
+    assert report.main([str(tmp_path / "P"), "--out", str(tmp_path / "R")]) == 0
+    md = (tmp_path / "R" / "report.md").read_text()
+    section = md.split("## Pareto front of `val_minority_acc`, `val_majority_acc`")[1].split("\n## ")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and not line.startswith("| knee")]
+    assert {r[1] for r in rows} == expected and [r[1] for r in rows if r[0] == "| *"] == knees
+    assert "(figures/pareto.png)" in md and (tmp_path / "R" / "figures" / "pareto.svg").exists()
+    trials = pd.read_parquet(tmp_path / "R" / "trials.parquet")
+    assert set(trials["objectives"]) == {"val_minority_acc,val_majority_acc"}

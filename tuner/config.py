@@ -62,6 +62,7 @@ CORE: dict[str, Param] = {
     "experiment": Param("", str, help="experiment name, recorded in every result"),
     "group": Param("", str, help="label of a study group (unbalanced, augmented, irm, ...)"),
     "budget": Param("", str, help="budget name, recorded in every result"),
+    "objectives": Param("", str, help="metrics of a multi-objective (Pareto) search, comma-separated, recorded in every result"),
     "dataset": Param("mnist", str, help="dataset name: mnist, mnist-sample, cifar10"),
     "dataset_fallback": Param(False, bool, help="fall back to mnist-sample when the dataset is unavailable"),
     "data_dir": Param(None, str, help="data folder (else $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)"),

@@ -22,6 +22,7 @@ from tuner import config as config_mod
 from tuner import data as data_mod
 from tuner.errors import ConfigError
 from tuner.metrics import metrics_from_confusion
+from tuner.pareto import knee_point, pareto_front
 
 DEFAULT_STORAGE = "results"
 ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9][A-Za-z0-9.\-]*:\d{1,5})$")
@@ -173,6 +174,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
 
     sets = parse_sets(args.set)
     fixed = {**exp.fixed, **budget.fixed, **sets, "experiment": exp.name, "budget": args.budget}
+    if objectives:  # recorded in every result: the report draws the same front
+        fixed["objectives"] = ",".join(objectives)
     missing = [k for k in exp.requires if fixed.get(k) is None]
     if missing:
         raise ConfigError(f"{exp.name} needs --set {missing[0]}=VALUE: {exp.description}")
@@ -279,7 +282,7 @@ def stored_trial_configs(run_dir) -> list[dict]:
 def _as_option(key: str, value) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return {"budget": f"--budget {text}", "dataset": f"--dataset {text}", "epochs": f"--max-epochs {text}",
-            "experiment": f"the experiment {text}"}.get(key, f"--set {key}={text}")
+            "experiment": f"the experiment {text}", "objectives": f"--metric {text}"}.get(key, f"--set {key}={text}")
 
 
 def _check_resume_options(plan: Plan) -> None:
@@ -508,25 +511,6 @@ def summary(result_grid, plan: Plan, top: int = 10) -> str:
 
 # --- multi-objective searches: the Pareto front and its knee ------------------------------------
 
-def pareto_front(points, modes) -> np.ndarray:
-    """Mask of the non-dominated rows of `points` (n, k): no other row is at least as good in every
-    objective and better in one. modes: "max" or "min" per objective. Values equal to 12 decimals
-    tie: means of per-class rates carry float noise (0.8 as 0.8000000000000002 or 0.7999999999999999)."""
-    p = np.round(np.asarray(points, dtype=float), 12) * np.where(np.asarray(modes) == "max", 1.0, -1.0)
-    at_least = (p[:, None, :] >= p[None, :, :]).all(2)  # [i, j]: i is at least as good as j everywhere
-    better = (p[:, None, :] > p[None, :, :]).any(2)
-    return ~(at_least & better).any(0)
-
-
-def knee_point(front, modes) -> int:
-    """Index of the front point closest (Euclidean) to the ideal point, best in every objective,
-    after scaling each objective to [0, 1] over the front (an objective all points share counts as ideal)."""
-    p = np.asarray(front, dtype=float) * np.where(np.asarray(modes) == "max", 1.0, -1.0)
-    lo, span = p.min(0), p.max(0) - p.min(0)
-    scaled = np.where(span > 0, (p - lo) / np.where(span > 0, span, 1.0), 1.0)
-    return int(np.argmin(np.linalg.norm(1.0 - scaled, axis=1)))
-
-
 def pareto_summary(result_grid, plan: Plan) -> list[str]:
     """The front over every trial's final epoch (what the multi-objective searcher was told), the
     knee point, and a plot `pareto.png` in the run folder."""
@@ -553,30 +537,11 @@ def pareto_summary(result_grid, plan: Plan) -> list[str]:
         "after scaling each objective to [0, 1] over the front.",
     ]
     if len(objectives) == 2 and "://" not in plan.storage_path:
-        path = Path(plan.run_dir) / "pareto.png"
-        plot_pareto(points, on_front, [knee[m] for m in objectives], objectives, path)
+        from analysis.plots import pareto_plot  # matplotlib only when there is a front to draw
+
+        path = pareto_plot(points, on_front, [knee[m] for m in objectives], objectives, plan.run_dir, "pareto")
         out.append(f"Plot:     {path}")
     return out
-
-
-def plot_pareto(points, on_front, knee, objectives, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.scatter(points[~on_front, 1], points[~on_front, 0], c="0.6", s=18, label="trial")
-    front = points[on_front][np.argsort(points[on_front, 1])]
-    ax.plot(front[:, 1], front[:, 0], "o-", c="tab:red", ms=5, label="Pareto front")
-    ax.scatter([knee[1]], [knee[0]], marker="*", s=220, c="gold", edgecolors="k", zorder=3, label="knee")
-    ax.set_xlabel(objectives[1])
-    ax.set_ylabel(objectives[0])
-    ax.legend(loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _fmt(v) -> str:
