@@ -8,7 +8,7 @@ results out as the original did (`analysis.studies`); docs/studies.md has the co
 timings and results.
 
 Budgets: `smoke` (seconds to minutes on a CPU, the shipped mnist-sample or a tiny VGG), `local`
-(the default: full data, a few epochs, about 15 minutes on a 2-core CPU; batch 128 so that a few
+(the default: full data, 1-10 epochs, at most ~10 minutes on a 2-core CPU; batch 128 so that a few
 epochs learn something) and `paper` (the original epochs, batch size and learning rate, 5 seeds:
 for GPUs). Every trial selects its epoch on validation (`val_balanced_acc`) and reports test.
 """
@@ -54,7 +54,7 @@ register(Experiment(
     searcher="grid",
     budgets=budgets(
         smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128}),
-        local=Budget(1, 2, searcher="grid", fixed={"batch_size": 128}),
+        local=Budget(1, 8, searcher="grid", fixed={"batch_size": 128}),  # 5 min on 2 idle cores
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
     remedies=("noise_copies", "irm"),
@@ -79,7 +79,7 @@ def augmentation_arms() -> tuple[dict, ...]:
 
 WEIGHTED_BUDGETS = budgets(
     smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128}),
-    local=Budget(1, 3, searcher="grid", fixed={"batch_size": 128}),
+    local=Budget(1, 10, searcher="grid", fixed={"batch_size": 128}),  # 6 min on 2 idle cores
     paper=Budget(1, 50, seeds=SEEDS5, searcher="grid"),
 )
 
@@ -151,6 +151,7 @@ register(Experiment(
     budgets=budgets(
         smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128},
                      groups=_groups((0.2, 1.0), (2, 10))),
+        # 5 min on 2 idle cores (the CNN dominates: 1.6M parameters, ~39 s per epoch beside another trial)
         local=Budget(1, 1, searcher="grid", fixed={"batch_size": 128}, groups=_groups((0.2, 1.0), (2, 10))),
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
@@ -170,7 +171,7 @@ register(Experiment(
     budgets=budgets(
         # CPU: a VGG-shaped 3-block network from scratch (VGG16 needs a GPU and ImageNet weights)
         smoke=Budget(1, 1, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128}),
-        local=Budget(1, 2, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128}),
+        local=Budget(1, 4, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128}),
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
     remedies=("noise_copies", "irm"),
