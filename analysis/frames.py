@@ -33,10 +33,20 @@ def infer_mode(metric: str) -> str:
     return "min" if any(w in metric for w in ("loss", "error", "time", "_to_")) and not metric.endswith(("A_to_A", "I_to_I")) else "max"
 
 
+def run_metric(run: RunFiles) -> str | None:
+    """The metric the run's search selected on: Tune's, or a multi-objective search's first objective
+    (its TuneConfig has none; every trial's config records `objectives`), as the search's summary ranks."""
+    if run.search_metric:
+        return run.search_metric
+    objectives = next((t.config.get("objectives") for t in run.trials if t.config.get("objectives")), None)
+    return str(objectives).split(",")[0] if objectives else None
+
+
 def selection(runs: Iterable[RunFiles], metric: str | None = None, mode: str | None = None) -> tuple[str, str]:
     """The selection metric: the one passed, else the runs' own Tune metric when it is a validation metric, else val_balanced_acc."""
+    runs = list(runs)
     if metric is None:
-        theirs = {r.search_metric for r in runs if r.search_metric}
+        theirs = {m for m in map(run_metric, runs) if m}
         metric = theirs.pop() if len(theirs) == 1 and next(iter(theirs)).startswith("val_") else DEFAULT_METRIC
     if mode is None:
         modes = {r.search_mode for r in runs if r.search_mode and r.search_metric == metric}

@@ -103,6 +103,7 @@ def test_lstm_pareto_smoke_prints_and_plots_the_front(ray_session, tmp_path, cap
     section = md.split("## Pareto front of `val_minority_acc`, `val_majority_acc`")[1].split("\n## ")[0]
     rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and not line.startswith("| knee")]
     assert {r[1] for r in rows} == expected and [r[1] for r in rows if r[0] == "| *"] == knees
+    assert "**ranked on validation data** by `val_minority_acc`" in md  # the first objective, as the summary
     assert "(figures/pareto.png)" in md and (tmp_path / "R" / "figures" / "pareto.svg").exists()
     trials = pd.read_parquet(tmp_path / "R" / "trials.parquet")
     assert set(trials["objectives"]) == {"val_minority_acc,val_majority_acc"}
