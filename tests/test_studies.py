@@ -53,7 +53,7 @@ def test_paper_budget_has_the_original_settings(tmp_path, study, epochs, setting
 @pytest.mark.parametrize("study", STUDIES)
 def test_smoke_and_local_budgets_are_cpu_sized(tmp_path, study):
     smoke, local = plan(tmp_path, study, "--budget", "smoke"), plan(tmp_path, study)
-    assert local.budget_name == "local" and smoke.max_epochs == 1 and local.max_epochs <= 10  # docs/studies.md: 1-6 min each here
+    assert local.budget_name == "local" and smoke.max_epochs == 1 and local.max_epochs <= 10  # docs/studies.md: 1-7 min each here
     assert smoke.seeds == local.seeds == [0]
     if study == "cifar_vgg":  # VGG16 needs a GPU and ImageNet weights: the CPU budgets train a tiny VGG
         for p in (smoke, local):
