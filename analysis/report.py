@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import compare, export, fmt, frames, importance, plots, render, stats, studies
+from analysis import compare, export, fmt, importance, plots, render, stats, studies
 
 SUMMARY_METRICS = ("acc", "minority_acc", "majority_acc", "balanced_acc")
 MAX_SWEEP_VALUES = 12  # more distinct values than this (continuous search): a scatter instead of a per-value table
@@ -430,21 +430,21 @@ class Report:
                         f"{len(r)} trials; indicative only with few trials).")
 
     def pareto(self, t: pd.DataFrame):
-        """A multi-objective search: its Pareto front and knee, as the search's summary printed them."""
-        from tuner.pareto import knee_point, pareto_front
+        """A multi-objective search: its Pareto front and knee, as the search's summary printed them
+        (one mode for every objective, as the search gives its searcher)."""
+        from tuner.pareto import front_and_knee
 
         objectives = str(t["objectives"].dropna().iloc[0]).split(",")
-        modes = [frames.infer_mode(m) for m in objectives]
-        t = t.dropna(subset=[m for m in objectives if m in t]) if all(m in t for m in objectives) else t.iloc[:0]
+        modes = [self.mode] * len(objectives)
+        t = t.dropna(subset=objectives) if set(objectives) <= set(t.columns) else t.iloc[:0]
         d = self.doc
         d.h(2, "Pareto front of " + ", ".join(f"`{m}`" for m in objectives) + self.suffix)
         if t.empty:
             d.p("No finished trial reported every objective: no front to draw.")
             return
         points = t[objectives].to_numpy(float)
-        on_front = pareto_front(points, modes)
-        front = t[on_front].sort_values(objectives[0], ascending=modes[0] == "min")
-        knee = front.index[knee_point(front[objectives].to_numpy(float), modes)]
+        on_front, order, knee_row = front_and_knee(points, modes)
+        front, knee = t.iloc[order], t.index[knee_row]
         params = [p for p in compare.varying(t) if p not in ("experiment", "objectives")]
         rows = [{"knee": "*" if i == knee else "", "trial": r["trial_id"], **{p: fmt.num(r[p], p) for p in params},
                  "epochs": r["epochs_run"], **{fmt.header(m): fmt.num(r[m], m) for m in objectives},
@@ -453,7 +453,7 @@ class Report:
                 "(final epochs, validation; test metrics at that epoch). Knee (*): the front point closest to the ideal "
                 "after scaling each objective to [0, 1] over the front.")
         if len(objectives) == 2:
-            self.figure(lambda: plots.pareto_plot(points, on_front, t.loc[knee, objectives].to_numpy(float), objectives,
+            self.figure(lambda: plots.pareto_plot(points, on_front, points[knee_row], objectives,
                                                   self.figdir, f"pareto{self.tag}"),
                         f"All {len(t)} trials (grey), the Pareto front (red) and its knee (star).")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.pareto import knee_point, pareto_front
+from tuner.pareto import front_and_knee, knee_point, pareto_front
 from tuner.search import build_plan, main, make_tuner, parse_args
 
 POINTS = [(0.9, 0.5), (0.8, 0.8), (0.5, 0.9), (0.7, 0.7), (0.8, 0.6), (0.5, 0.9)]
@@ -57,6 +57,15 @@ def test_comma_separated_metrics_make_a_multi_objective_plan(tmp_path, sample_im
     assert tc.search_alg.searcher.mode == ["max", "max"]
     single = build_plan(parse_args(["lstm_weighted", "--budget", "smoke", "--storage-path", str(tmp_path), "--name", "S"]))
     assert single.objectives == () and single.asha
+
+
+def test_front_and_knee_order_the_front_best_first_and_name_the_knee_row():
+    # rows 0-2 are on the front (row 5 ties row 2: both stay, in row order); knee = row 1 (see above)
+    on_front, order, knee = front_and_knee(POINTS, ["max", "max"])
+    assert on_front.tolist() == [True, True, True, False, False, True]
+    assert order == [0, 1, 2, 5] and knee == 1
+    on_front, order, knee = front_and_knee([(0.1, 5.0), (0.5, 0.5), (0.3, 1.0)], ["min", "min"])
+    assert order == [0, 2, 1] and knee == 2
 
 
 def test_a_bad_objective_is_one_line(tmp_path, capsys):

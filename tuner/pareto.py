@@ -25,3 +25,13 @@ def knee_point(front, modes) -> int:
     lo, span = p.min(0), p.max(0) - p.min(0)
     scaled = np.where(span > 0, (p - lo) / np.where(span > 0, span, 1.0), 1.0)
     return int(np.argmin(np.linalg.norm(1.0 - scaled, axis=1)))
+
+
+def front_and_knee(points, modes) -> tuple[np.ndarray, list[int], int]:
+    """The front of `points` as the summary and the report show it: (mask of the front rows, their
+    row indices best first on the first objective, ties in row order, the knee's row index)."""
+    points = np.asarray(points, dtype=float)
+    on_front = pareto_front(points, modes)
+    sign = -1.0 if modes[0] == "max" else 1.0
+    order = sorted(np.flatnonzero(on_front).tolist(), key=lambda i: sign * points[i, 0])  # stable: ties keep row order
+    return on_front, order, order[knee_point(points[order], modes)]

@@ -22,7 +22,7 @@ from tuner import config as config_mod
 from tuner import data as data_mod
 from tuner.errors import ConfigError
 from tuner.metrics import metrics_from_confusion
-from tuner.pareto import knee_point, pareto_front
+from tuner.pareto import front_and_knee
 
 DEFAULT_STORAGE = "results"
 ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9][A-Za-z0-9.\-]*:\d{1,5})$")
@@ -521,9 +521,8 @@ def pareto_summary(result_grid, plan: Plan) -> list[str]:
         return ["\nPareto front: no trial reported " + ", ".join(objectives)]
     points = np.array([[row[m] for m in objectives] for row in rows])
     modes = [plan.mode] * len(objectives)
-    on_front = pareto_front(points, modes)
-    front = sorted((row for row, f in zip(rows, on_front) if f), key=lambda r: r[objectives[0]], reverse=plan.mode == "max")
-    knee = front[knee_point([[r[m] for m in objectives] for r in front], modes)]
+    on_front, order, knee_row = front_and_knee(points, modes)
+    front, knee = [rows[i] for i in order], rows[knee_row]
     params = [*plan.space, *(["seed"] if len(plan.seeds) > 1 else [])]
     head = ["knee", "trial", *params, "epoch", *objectives, *SUMMARY_METRICS]
     table = [head] + [["*" if r is knee else "", r["trial_id"], *(_fmt(r["config"].get(p)) for p in params),
