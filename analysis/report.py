@@ -586,4 +586,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from tuner.errors import one_line_warnings
+
+    one_line_warnings()
     sys.exit(main())

@@ -160,6 +160,20 @@ def test_corrupt_result_file_warns_and_keeps_the_rest(runs, tmp_path):
     assert len(trials) == 6 and trials["acc"].notna().sum() == 5
 
 
+def test_the_command_line_warns_in_one_line(runs, tmp_path):
+    import subprocess
+    import sys
+
+    run = _copy(runs["grid"], tmp_path)
+    victim = _trial_dir(run, export.build(runs["grid"])[0].iloc[0]["trial_id"])
+    (victim / "result.json").write_bytes(b"\xff\xfe not json at all")
+    done = subprocess.run([sys.executable, "-m", "analysis.export", str(run), "--out", str(tmp_path / "t")],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and victim.name in lines[0], done.stderr
+
+
 def test_merging_runs_and_load_functions(runs, tmp_path):
     merged, epochs = export.build([runs["grid"], runs["groups"]])
     assert list(merged["run"].cat.categories) == ["grid", "groups"]

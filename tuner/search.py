@@ -20,7 +20,7 @@ import numpy as np
 
 from tuner import config as config_mod
 from tuner import data as data_mod
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, one_line_warnings
 from tuner.metrics import metrics_from_confusion
 from tuner.pareto import front_and_knee
 
@@ -656,4 +656,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     sys.exit(main())
