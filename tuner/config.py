@@ -82,7 +82,13 @@ CORE: dict[str, Param] = {
     "momentum": Param(0.9, float, non_negative, "SGD momentum"),
     "checkpoint_every": Param(1, int, positive, "epochs between checkpoints"),
     "device": Param("auto", str, one_of("auto", "cpu", "cuda"), "auto: cuda when available"),
+    "precision": Param("fp32", str, one_of("fp32", "bf16", "fp16"),
+                       "forward passes under autocast in this dtype (fp16 adds a GradScaler); weights stay fp32"),
 }
+
+
+FP16_ON_CPU = ("precision='fp16' needs a CUDA GPU (CPU kernels such as the LSTM's have no fp16 path): "
+               "use precision=bf16 on CPU")
 
 
 def all_params() -> dict[str, Param]:
@@ -152,6 +158,8 @@ def resolve(config: dict) -> dict:
         raise ConfigError(f"unknown model {cfg['model']!r}: choose one of {', '.join(sorted(models.MODELS))}")
     if cfg["dataset"] not in data.DATASETS and not cfg["dataset"].startswith("imagefolder:"):
         raise ConfigError(f"unknown dataset {cfg['dataset']!r}: choose one of {', '.join(sorted(data.DATASETS))}")
+    if cfg["precision"] == "fp16" and cfg["device"] == "cpu":
+        raise ConfigError(FP16_ON_CPU)
     remedies.check(cfg)
     pairs.check(cfg)
     return cfg

@@ -208,6 +208,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
             for value in spec.grid_values() + ([spec.low, spec.high] if hasattr(spec, "low") else []):
                 config_mod.resolve({**base, key: value})
 
+    if fixed.get("precision") == "fp16" and args.gpus_per_trial == 0:
+        raise ConfigError(f"{config_mod.FP16_ON_CPU}, or give trials a GPU with --gpus-per-trial")
     storage = args.storage_path
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())

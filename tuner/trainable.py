@@ -118,6 +118,26 @@ def make_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, weight_decay=wd)
 
 
+class Precision:
+    """`precision=fp32|bf16|fp16`: forward passes (model and loss) under torch.autocast in that dtype,
+    weights and optimizer state in fp32. fp16's narrow range needs loss scaling (GradScaler); bf16
+    has fp32's range and needs none. fp32 runs with autocast disabled: the same numbers as without it."""
+
+    DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+    def __init__(self, name: str, device: torch.device):
+        self.name, self.device_type, self.dtype = name, device.type, self.DTYPES[name]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=name == "fp16")
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        self.scaler.scale(loss).backward()  # unscaled when disabled
+        self.scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
+        self.scaler.update()
+
+
 def dataset_for(cfg: dict) -> Images:
     key = (cfg["dataset"], cfg["data_dir"], cfg["dataset_fallback"])
     if key not in _loaded:
@@ -133,9 +153,11 @@ CPU_EVAL_CHUNK = 128
 
 
 @torch.inference_mode()
-def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn) -> tuple[torch.Tensor, float]:
+def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn,
+             precision: Precision | None = None) -> tuple[torch.Tensor, float]:
     """Confusion matrix and mean loss over (a subset of) a set, in large batches without gradients."""
     model.eval()
+    precision = precision or Precision("fp32", dd.device)
     n = len(y) if idx is None else len(idx)
     if dd.device.type == "cpu":
         batch_size = min(batch_size, CPU_EVAL_CHUNK)
@@ -147,14 +169,17 @@ def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn) -> t
         else:  # index_select copies whole rows (x_u8[b] gathers element by element: ~10x slower on CPU)
             b = idx[s : s + batch_size]
             xb, yb = x_u8.index_select(0, b), y.index_select(0, b)
-        logits = model(dd.normalise(dd.pixels(xb)))
+        with precision.autocast():
+            logits = model(dd.normalise(dd.pixels(xb)))
         loss_sum += torch.nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
         cm += metrics_mod.confusion_matrix(yb, logits.argmax(1), dd.num_classes)
     return cm.cpu(), float(loss_sum) / max(n, 1)
 
 
-def train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority) -> tuple[float, float, int]:
+def train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority,
+                precision: Precision | None = None) -> tuple[float, float, int]:
     model.train()
+    precision = precision or Precision(cfg["precision"], dd.device)
     loss_fn = losses.for_epoch(loss_fn, epoch)  # DRW switches the class weights at an epoch
     plan = remedies.epoch_plan(cfg, dd.by_class, gen)
     n, bs = len(plan.idx), cfg["batch_size"]
@@ -173,15 +198,15 @@ def train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority) -> 
         x = remedies.augment(x, plan.sigma[s : s + bs], plan.rotate[s : s + bs], cfg, gen)
         if remix is not None:
             x, y_b, lam_y = remix(x, y)
-        logits = model(dd.normalise(x))
-        loss = loss_fn(logits, y) if remix is None else loss_fn.mixed(logits, y, y_b, lam_y)
-        if irm_on:
-            loss = loss + irm_w * remedies.irm_environments_penalty(cfg, logits, y, loss_fn, is_minority)
-            if irm_w > 1.0:
-                loss = loss / irm_w  # keep gradient scale comparable once the penalty dominates
+        with precision.autocast():
+            logits = model(dd.normalise(x))
+            loss = loss_fn(logits, y) if remix is None else loss_fn.mixed(logits, y, y_b, lam_y)
+            if irm_on:
+                loss = loss + irm_w * remedies.irm_environments_penalty(cfg, logits, y, loss_fn, is_minority)
+                if irm_w > 1.0:
+                    loss = loss / irm_w  # keep gradient scale comparable once the penalty dominates
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.step(loss, optimizer)
         with torch.no_grad():  # accumulate on device: no host sync per step
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
@@ -198,6 +223,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     if pairs.is_pairs(cfg):
         return pairs.train_pairs(cfg, images, reporter)
     device = resolve_device(cfg["device"])
+    if cfg["precision"] == "fp16" and device.type != "cuda":
+        raise config_mod.ConfigError(config_mod.FP16_ON_CPU)
     split = make_split(images, cfg)
 
     torch.manual_seed(cfg["seed"])
@@ -206,6 +233,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     dd = DeviceData(images, split, device)
     model = build_model(cfg["model"], images.input_shape, images.num_classes, cfg).to(device)
     optimizer = make_optimizer(cfg, model)
+    precision = Precision(cfg["precision"], device)
     loss_fn = remedies.make_loss(cfg, split.counts.tolist(), device)
     is_minority = torch.zeros(images.num_classes, dtype=torch.bool, device=device)
     is_minority[list(cfg["minority_classes"])] = True
@@ -216,6 +244,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
+        if "scaler" in state:
+            precision.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         start = int(state["epoch"]) + 1
 
@@ -235,10 +265,10 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         if cfg["irm_lambda"] > 0 and cfg["irm_anneal_epochs"] > 0 and epoch == cfg["irm_anneal_epochs"] + 1:
             optimizer = make_optimizer(cfg, model)  # the penalty switches on: Adam's moments are stale
         t0 = time.perf_counter()
-        train_loss, train_acc, _ = train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority)
+        train_loss, train_acc, _ = train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority, precision)
         bs = cfg["eval_batch_size"]
-        val_cm, val_loss = evaluate(model, dd, dd.train_x, dd.train_y, dd.val_idx, bs, loss_fn)
-        test_cm, test_loss = evaluate(model, dd, dd.test_x, dd.test_y, None, bs, loss_fn)
+        val_cm, val_loss = evaluate(model, dd, dd.train_x, dd.train_y, dd.val_idx, bs, loss_fn, precision)
+        test_cm, test_loss = evaluate(model, dd, dd.test_x, dd.test_y, None, bs, loss_fn, precision)
         minority = cfg["minority_classes"]
         metrics = {
             "epoch": epoch,
@@ -269,6 +299,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch,
             }
+            if precision.scaler.is_enabled():
+                state["scaler"] = precision.scaler.state_dict()
         reporter.report(metrics, state)
     return getattr(reporter, "history", [])
 
