@@ -16,7 +16,7 @@ from analysis.rundir import STATUSES, RunFiles, TrialFiles
 
 DEFAULT_METRIC = "val_balanced_acc"
 # Reported by the trainable about the trial, not measured per epoch: kept once, never prefixed best_.
-IDENTITY = ("experiment", "dataset", "seed", "group")
+IDENTITY = ("experiment", "dataset", "seed", "group", "precision")  # in the config and reported
 DESCRIPTION = ("train_counts", "num_params", "model_bytes", "remedies", "node_id", "stop_reason", "checkpoint_warning")
 # Ray's bookkeeping fields: meaningless as metrics (done/should_checkpoint are always true/false at the end).
 RAY_DROP = ("config", "done", "should_checkpoint", "trial_id", "iterations_since_restore", "time_since_restore")

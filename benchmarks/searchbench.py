@@ -28,11 +28,14 @@ def _env(threads: int) -> dict:
 
 def run_search(args: list[str], storage: Path, name: str, *, threads: int = 1, monitor: bool = False,
                log=print) -> dict:
-    cmd = [sys.executable, "-m", "tuner.search", EXPERIMENT, "--storage-path", str(storage), "--name", name,
-           "--searcher", "random", "--no-asha", *args]
+    # benchmarks.phased_search is `python -m tuner.search` with a clock on its phases
+    cmd = [sys.executable, "-m", "benchmarks.phased_search", EXPERIMENT, "--storage-path", str(storage), "--name",
+           name, "--searcher", "random", "--no-asha", *args]
+    phases_file = storage / f"{name}.phases.json"
+    env = {**_env(threads), "BENCH_PHASES_FILE": str(phases_file)}
     t0 = time.perf_counter()
     with open(storage / f"{name}.log", "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(threads), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         if monitor:
             with TreeMonitor(proc.pid) as mon:
                 rc = proc.wait()
@@ -44,7 +47,21 @@ def run_search(args: list[str], storage: Path, name: str, *, threads: int = 1, m
         tail = (storage / f"{name}.log").read_text()[-3000:]
         raise RuntimeError(f"search {name} failed (exit {rc}):\n{tail}")
     trials = sorted((storage / name).glob("trial_*"))
-    return {"wall_s": wall, "peak": peak, "run_dir": storage / name, "trials": trials}
+    phases = json.loads(phases_file.read_text()) if phases_file.exists() else {}
+    return {"wall_s": wall, "peak": peak, "run_dir": storage / name, "trials": trials, "phases": phases}
+
+
+def breakdown(phases: dict, wall: float, in_trials: float) -> dict:
+    """Where a search's wall time went: seconds per phase (the trials' own epochs taken out of fit)."""
+    p = phases
+    if not {"imports: tuner", "ray.init start", "ray.init end", "fit start", "fit end", "search returned"} <= set(p):
+        return {}
+    return {"imports": p["imports: tuner"], "plan and data": p["ray.init start"] - p["imports: tuner"],
+            "ray.init": p["ray.init end"] - p["ray.init start"], "tuner set-up": p["fit start"] - p["ray.init end"],
+            "trials' epochs (as reported)": in_trials,
+            "fit outside the epochs (scheduling, trial start, reports, checkpoints, loggers)":
+                p["fit end"] - p["fit start"] - in_trials,
+            "summary": p["search returned"] - p["fit end"], "exit (Ray shutdown)": wall - p["search returned"]}
 
 
 def _configs(trials: list[Path]) -> list[dict]:
@@ -86,8 +103,9 @@ def search_overhead(dataset: str, data_dir: str, *, trials: int = 16, epochs: in
         log(f"  search wall {s['wall_s']:.1f} s ({len(configs)} trials, {epochs_done} epochs); plain loop ...")
         loop = run_loop(configs, d, threads=threads)
         log(f"  loop wall {loop['wall_s']:.1f} s ({loop['trials']} trials, {loop['epochs']} epochs)")
-        trial_s = sum(r.get("time_this_iter_s", 0) for t in s["trials"] for r in _results(t))
+        trial_s = sum(r.get("epoch_time_s", 0) for t in s["trials"] for r in _results(t))
     return {"search_s": s["wall_s"], "loop_s": loop["wall_s"], "loop_train_s": loop["train_s"],
+            "search_breakdown": breakdown(s["phases"], s["wall_s"], trial_s), "loop_in_process_s": loop["in_process_s"],
             "search_trials": len(configs), "search_epochs": epochs_done, "loop_epochs": loop["epochs"],
             "search_time_in_trials_s": trial_s, "dataset": dataset, "concurrent": concurrent or "default"}
 

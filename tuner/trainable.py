@@ -254,6 +254,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         "dataset": images.name,  # the dataset actually used (differs after a fallback)
         "seed": cfg["seed"],
         "group": cfg["group"],
+        "precision": cfg["precision"],  # recorded whether or not the search set it
         "remedies": ",".join(remedies.active(cfg)),
         "train_counts": split.counts.tolist(),
         "num_params": count_parameters(model),

@@ -1,0 +1,93 @@
+"""Mixed precision, the FLOP count behind the share-of-peak rows, and the GPU check's CPU dry run."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from tuner.config import ConfigError, resolve
+from tuner.models import build_model
+from tuner.trainable import Precision, train
+
+
+def test_bf16_autocast_runs_the_model_in_bf16_and_fp32_leaves_it_alone():
+    model = build_model("cnn", (1, 28, 28), 10, resolve({"model": "cnn"}))
+    x = torch.randn(4, 1, 28, 28)
+    with Precision("bf16", torch.device("cpu")).autocast():
+        assert model(x).dtype == torch.bfloat16
+    with Precision("fp32", torch.device("cpu")).autocast():
+        assert model(x).dtype == torch.float32
+    assert not Precision("bf16", torch.device("cpu")).scaler.is_enabled()
+
+
+def test_bf16_trains_on_the_sample_and_is_recorded(sample_images):
+    hist = train({"dataset": "mnist-sample", "model": "cnn", "epochs": 3, "precision": "bf16"}, data=sample_images)
+    losses = [h["train_loss"] for h in hist]
+    assert losses[-1] < 0.7 * losses[0], losses  # it learns: the loss falls
+    assert hist[-1]["acc"] > 0.6, hist[-1]["acc"]  # far above chance (0.1) on the test images
+    assert {h["precision"] for h in hist} == {"bf16"}
+    fp32 = train({"dataset": "mnist-sample", "model": "cnn", "epochs": 1}, data=sample_images)
+    assert fp32[0]["precision"] == "fp32" and fp32[0]["train_loss"] != hist[0]["train_loss"]  # autocast was on
+
+
+def test_fp16_on_cpu_is_refused_with_one_line():
+    with pytest.raises(ConfigError, match="precision='fp16' needs a CUDA GPU"):
+        resolve({"precision": "fp16", "device": "cpu"})
+    with pytest.raises(ConfigError, match="precision='fp64' is not allowed: expected one of fp32, bf16, fp16"):
+        resolve({"precision": "fp64"})
+    if not torch.cuda.is_available():  # device=auto lands on the CPU here
+        with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+            train({"dataset": "mnist-sample", "epochs": 1, "precision": "fp16"})
+
+
+def test_fp16_without_gpus_per_trial_is_refused_before_ray(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tuner.search", "lstm_weighted", "--budget", "smoke", "--dataset",
+                          "mnist-sample", "--set", "precision=fp16", "--storage-path", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "needs a CUDA GPU" in out.stderr and "--gpus-per-trial" in out.stderr
+    assert not any(tmp_path.iterdir())  # no run directory: Ray never started
+
+
+def test_flop_count_of_the_lstm_step_equals_the_hand_count():
+    from benchmarks.limits import lstm_step_flops_by_hand, step_flops
+
+    model = build_model("lstm", (1, 28, 28), 10, resolve({}))
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    assert step_flops(model, x, y) == lstm_step_flops_by_hand(batch=32, steps=28, inputs=28, hidden=128, classes=10)
+
+
+def test_flop_count_of_a_linear_step_is_six_mnk():
+    # forward 2*b*i*o; backward the weight gradient only (the input needs none): 2*b*i*o more
+    from benchmarks.limits import step_flops
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10, bias=False))
+    assert step_flops(model, torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))) == 2 * (2 * 8 * 784 * 10)
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_2(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--out", str(tmp_path / "g.json")], cwd=REPO,
+                         env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no CUDA GPU visible" in out.stderr and "--dry-run" in out.stderr
+
+
+def test_gpu_check_dry_run_runs_every_section_and_writes_one_json(tmp_path):
+    out_file = tmp_path / "gpu-check.json"
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHON": sys.executable}
+    out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", "--out", str(out_file)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = json.loads(out_file.read_text())
+    sections = report["sections"]
+    assert list(sections) == ["throughput", "lstm_epoch", "precision", "share_of_peak", "packing", "asha_search"]
+    assert not [k for k, v in sections.items() if "error" in v], {k: v.get("error") for k, v in sections.items()}
+    names = [r["name"] for r in report["rows"]]
+    assert "lstm epoch, training part, vs the 0.5 s target" in names
+    assert any(n.startswith("share of peak: lstm fp32") for n in names)
+    assert sections["asha_search"]["trials"] == 2 and report["dry_run"] is True
+    assert "targets met:" in out.stdout
