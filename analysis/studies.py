@@ -25,7 +25,7 @@ SUMMARY = ("acc", "minority_acc", "majority_acc", "balanced_acc")
 P_RATES = ("p_I_to_I", "p_I_to_A", "p_A_to_A", "p_A_to_I")
 P_LABELS = {"p_I_to_A": "minority image -> a majority class", "p_I_to_I": "minority image -> another minority class",
             "p_A_to_I": "majority image -> a minority class", "p_A_to_A": "majority image -> another majority class"}
-REMEDY_GROUPS = ("unbalanced", "augmented", "irm", "combined")
+REMEDY_GROUPS = ("unbalanced", "augmented", "irm", "combined", "irm_groups")  # then the irm_lambda_* sweep
 SELECTION_NOTE = ("Each trial is represented by its epoch with the best validation balanced accuracy (a stratified "
                   "10% validation split of the imbalanced training set); test data is only reported, never used "
                   "to choose. Where the original chose something on test data, the section says so.")
@@ -219,7 +219,9 @@ def _noise_irm(doc: render.Doc, t: pd.DataFrame, epochs: pd.DataFrame, fig_dir: 
     if balanced:
         doc.h(3, "Balanced data: " + " vs ".join(g.removesuffix("_balanced") for g in balanced))
         doc.table(summary_table(t, balanced), "Test metrics, mean ± sd [95% CI] over seeds, percent")
-    groups = in_groups(t, REMEDY_GROUPS)
+    sweep = sorted((g for g in t["group"].astype(str).unique() if g.startswith("irm_lambda_")),
+                   key=lambda g: float(g.rsplit("_", 1)[1]))
+    groups = in_groups(t, [*REMEDY_GROUPS, *sweep])
     if groups:
         doc.h(3, f"Imbalanced data ({imbalance_text(t[t['group'].astype(str) == groups[0]])}): {model} with noise "
               "augmentation, IRM and both")

@@ -16,14 +16,26 @@ from search_spaces.registry import Budget, Experiment, register
 
 SEEDS5 = (0, 1, 2, 3, 4)
 NOISE_VARIANCES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # one noisy copy each: 10% x 10 = balance
-# IRM penalty weight: on mnist-sample (lstm, 6 epochs) lambda >= 10 stalled training while lambda = 1
-# raised the minority accuracy early on; environments are the minority and the majority classes.
-IRM = {"irm_lambda": 1.0, "irm_env": "groups"}
+# IRM as the original study ran it: the IRMv1 penalty estimated within each training batch over
+# pairs of distinct samples (irm_env="batch", the default), weight 1. The environments "minority
+# classes vs majority classes" (irm_env="groups") are an extra, named arm: they make the penalty a
+# per-group calibration term, not the original's method. The original gave no lambda: the paper
+# budget sweeps it on a log scale, with the penalty annealed in (weight 1 for the first
+# IRM_ANNEAL_EPOCHS epochs, then lambda, Adam's moments reset at the switch), as IRMv1 does.
+IRM = {"irm_lambda": 1.0}
+IRM_GROUPS = {"irm_lambda": 1.0, "irm_env": "groups"}
+IRM_LAMBDAS = (0.1, 1, 10, 100)
+IRM_ANNEAL_EPOCHS = 10
 BALANCED = {"minority_keep": 1.0}
 
 
 def budgets(smoke: Budget, local: Budget, paper: Budget) -> dict[str, Budget]:
     return {"smoke": smoke, "local": local, "paper": paper}
+
+
+def without_lambda_sweep(arms: tuple[dict, ...]) -> tuple[str, ...]:
+    """The groups of a CPU budget: every arm but the paper budget's IRM lambda sweep."""
+    return tuple(a["group"] for a in arms if not a["group"].startswith("irm_lambda_"))
 
 
 def sweep(label: str, key: str, values, **settings) -> tuple[dict, ...]:
@@ -33,11 +45,14 @@ def sweep(label: str, key: str, values, **settings) -> tuple[dict, ...]:
 
 
 def noise_irm_arms(model: str, balanced_models: tuple[str, ...]) -> tuple[dict, ...]:
-    """Balanced baselines of each model; `model` unbalanced, noise-augmented, with IRM, and both.
+    """Balanced baselines of each model; `model` unbalanced, noise-augmented, with IRM, and both;
+    IRM with group environments; the lambda sweep (`irm_lambda_<value>`, paper budget only).
     Longest first (trials start in this order: the short ones fill the gaps at the end)."""
     return (
         {"group": "combined", "model": model, "noise_copies": NOISE_VARIANCES, **IRM},
         {"group": "irm", "model": model, **IRM},
+        {"group": "irm_groups", "model": model, **IRM_GROUPS},
+        *sweep("irm_lambda", "irm_lambda", IRM_LAMBDAS, model=model, irm_anneal_epochs=IRM_ANNEAL_EPOCHS),
         {"group": "augmented", "model": model, "noise_copies": NOISE_VARIANCES},
         *({"group": f"{m}_balanced", "model": m, **BALANCED} for m in reversed(balanced_models)),
         {"group": "unbalanced", "model": model},
@@ -46,15 +61,17 @@ def noise_irm_arms(model: str, balanced_models: tuple[str, ...]) -> tuple[dict, 
 
 # --- rnn_noise_irm: Elman vs LSTM; noise augmentation, IRM and both on imbalanced MNIST --------------
 
+RNN_ARMS = noise_irm_arms("lstm", ("elman", "lstm"))
 register(Experiment(
     "rnn_noise_irm",
     "study: elman vs lstm balanced; lstm imbalanced (0-4 at 10%) with noise copies, IRM, both",
     fixed={"model": "lstm", "optimizer": "adam", "lr": 1e-3, "batch_size": 1024},
-    arms=noise_irm_arms("lstm", ("elman", "lstm")),
+    arms=RNN_ARMS,
     searcher="grid",
     budgets=budgets(
-        smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128}),
-        local=Budget(1, 8, searcher="grid", fixed={"batch_size": 128}),  # 5 min on 2 idle cores
+        smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128},
+                     groups=without_lambda_sweep(RNN_ARMS)),
+        local=Budget(1, 8, searcher="grid", fixed={"batch_size": 128}, groups=without_lambda_sweep(RNN_ARMS)),
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
     remedies=("noise_copies", "irm"),
@@ -161,17 +178,20 @@ register(Experiment(
 
 # --- cifar_vgg: cifar_cnn vs pretrained VGG16; VGG imbalanced with noise copies, IRM, both ---------
 
+VGG_ARMS = noise_irm_arms("vgg", ("cifar_cnn", "vgg"))
 register(Experiment(
     "cifar_vgg",
     "study: CIFAR-10, cifar_cnn vs pretrained vgg balanced; vgg imbalanced with noise copies, IRM, both (GPU)",
     fixed={"dataset": "cifar10", "model": "vgg", "vgg_variant": "vgg16", "pretrained": True, "optimizer": "adam",
            "lr": 1e-3, "batch_size": 1024},
-    arms=noise_irm_arms("vgg", ("cifar_cnn", "vgg")),
+    arms=VGG_ARMS,
     searcher="grid",
     budgets=budgets(
         # CPU: a VGG-shaped 3-block network from scratch (VGG16 needs a GPU and ImageNet weights)
-        smoke=Budget(1, 1, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128}),
-        local=Budget(1, 4, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128}),
+        smoke=Budget(1, 1, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128},
+                     groups=without_lambda_sweep(VGG_ARMS)),
+        local=Budget(1, 4, searcher="grid", fixed={"vgg_variant": "tiny", "pretrained": False, "batch_size": 128},
+                     groups=without_lambda_sweep(VGG_ARMS)),
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
     remedies=("noise_copies", "irm"),

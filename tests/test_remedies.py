@@ -108,23 +108,64 @@ def test_class_weight_vector():
     assert loss.item() == pytest.approx(((wy * nll).sum() / wy.sum()).item(), rel=1e-5)
 
 
-def test_irm_penalty_against_a_hand_computed_gradient():
-    """d/dw CE(w z, y) at w = 1 is mean_i (sum_k softmax(z_i)_k z_ik - z_iy); the unbiased
-    penalty is the product of that gradient on the even and on the odd samples."""
-    z = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, -1.0, 0.0], [-0.5, 2.5, 1.0]])
-    y = np.array([0, 2, 1, 1])
+Z = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, -1.0, 0.0], [-0.5, 2.5, 1.0], [0.3, 0.3, -2.0]])
+Y = np.array([0, 2, 1, 1, 0])
 
-    def grad(zs, ys):
-        p = np.exp(zs) / np.exp(zs).sum(1, keepdims=True)
-        return np.mean((p * zs).sum(1) - zs[np.arange(len(ys)), ys])
 
-    expected = grad(z[0::2], y[0::2]) * grad(z[1::2], y[1::2])
-    got = remedies.irm_penalty(torch.tensor(z, dtype=torch.float32), torch.tensor(y), F.cross_entropy)
-    assert got.item() == pytest.approx(expected, rel=1e-5)
-    # and it is differentiable with respect to the logits (it is a training penalty)
-    logits = torch.tensor(z, requires_grad=True)
-    remedies.irm_penalty(logits, torch.tensor(y), F.cross_entropy).backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
+def _hand_irm(z, y):
+    """By hand, for cross-entropy averaged over n samples: sample i's loss gradient with respect to
+    the scale w at w = 1 is g_i = sum_k softmax(z_i)_k z_ik - z_iy, its share of the batch gradient
+    a_i = g_i / n, and the penalty is sum over ordered pairs i != j of a_i a_j, times n / (n - 1).
+    Returns the penalty and its gradient with respect to z (softmax derivatives written out)."""
+    n = len(y)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    g = (p * z).sum(1) - z[np.arange(n), y]
+    a = g / n
+    penalty = sum(a[i] * a[j] for i in range(n) for j in range(n) if i != j) * n / (n - 1)
+    # dg_i/dz_im = p_im + p_im (z_im - sum_k p_ik z_ik) - [m = y_i]; dP/da_i = 2 (sum a - a_i) n / (n - 1)
+    dg = p + p * (z - (p * z).sum(1, keepdims=True)) - np.eye(z.shape[1])[y]
+    dP_da = 2 * (a.sum() - a) * n / (n - 1)
+    return penalty, (dP_da / n)[:, None] * dg
+
+
+def test_irm_penalty_and_its_gradient_against_a_hand_computation():
+    expected, expected_grad = _hand_irm(Z, Y)
+    logits = torch.tensor(Z, requires_grad=True)
+    got = remedies.irm_penalty(logits, torch.tensor(Y), F.cross_entropy)
+    assert got.item() == pytest.approx(expected, rel=1e-9)
+    got.backward()  # a training penalty: differentiable with respect to the logits
+    np.testing.assert_allclose(logits.grad.numpy(), expected_grad, rtol=1e-7, atol=1e-12)
+    # the plain square of the batch gradient (two-halves or whole-batch products) is another number
+    p = np.exp(Z) / np.exp(Z).sum(1, keepdims=True)
+    batch_gradient = ((p * Z).sum(1) - Z[np.arange(len(Y)), Y]).mean()
+    assert batch_gradient**2 != pytest.approx(expected, rel=1e-3)
+
+
+def test_irm_penalty_is_unbiased_for_the_squared_expected_gradient():
+    # batches of 3 drawn independently from a 'population' of 5 samples: averaged over every
+    # possible batch (all 5^3 ordered draws, equally likely), the estimator is E[g]^2 exactly
+    from itertools import product
+
+    z, y = torch.tensor(Z), torch.tensor(Y)
+    p = torch.softmax(z, 1)
+    g = (p * z).sum(1) - z[torch.arange(5), y]
+    batches = list(product(range(5), repeat=3))
+    mean_penalty = np.mean([remedies.irm_penalty(z[list(b)], y[list(b)], F.cross_entropy).item() for b in batches])
+    assert mean_penalty == pytest.approx(g.mean().item() ** 2, rel=1e-9)
+    squared_batch_gradient = np.mean([g[list(b)].mean().item() ** 2 for b in batches])  # E[G^2] = E[g]^2 + Var/3
+    assert squared_batch_gradient == pytest.approx(g.mean().item() ** 2 + g.var(unbiased=False).item() / 3, rel=1e-9)
+
+
+def test_irm_group_environments_by_hand():
+    cfg = resolve({"irm_lambda": 100, "irm_env": "groups"})
+    is_minority = torch.tensor([True, False, True])  # classes 0 and 2 form one environment, 1 the other
+    got = remedies.irm_environments_penalty(cfg, torch.tensor(Z), torch.tensor(Y), F.cross_entropy, is_minority)
+    m = np.isin(Y, [0, 2])
+    expected = (_hand_irm(Z[m], Y[m])[0] + _hand_irm(Z[~m], Y[~m])[0]) / 2
+    assert got.item() == pytest.approx(expected, rel=1e-9)
+    batch = remedies.irm_environments_penalty(resolve({"irm_lambda": 1}), torch.tensor(Z), torch.tensor(Y),
+                                              F.cross_entropy, is_minority)
+    assert batch.item() == pytest.approx(_hand_irm(Z, Y)[0], rel=1e-9)
 
 
 def test_irm_group_environments_and_schedule():

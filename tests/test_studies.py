@@ -37,11 +37,11 @@ def trial_configs(p) -> list[dict]:
 
 # --- plans --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("study, epochs, settings, trials", [
-    ("rnn_noise_irm", 100, {"model": "lstm", "batch_size": 1024, "lr": 1e-3, "optimizer": "adam"}, 6 * 5),
+    ("rnn_noise_irm", 100, {"model": "lstm", "batch_size": 1024, "lr": 1e-3, "optimizer": "adam"}, 11 * 5),
     ("lstm_weighted_loss", 50, {"model": "lstm_mlp", "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam"}, 15 * 5),
     ("ros_vs_weights", 100, {"lr": 0.01, "batch_size": 256}, 22 * 2 * 5),
     ("cifar_vgg", 100, {"dataset": "cifar10", "model": "vgg", "vgg_variant": "vgg16", "pretrained": True,
-                        "batch_size": 1024, "lr": 1e-3}, 6 * 5),
+                        "batch_size": 1024, "lr": 1e-3}, 11 * 5),
 ])
 def test_paper_budget_has_the_original_settings(tmp_path, study, epochs, settings, trials):
     p = plan(tmp_path, study, "--budget", "paper")
@@ -64,18 +64,30 @@ def test_smoke_and_local_budgets_are_cpu_sized(tmp_path, study):
 
 def test_rnn_noise_irm_arms_give_each_group_its_settings(tmp_path):
     configs = {c["group"]: c for c in trial_configs(plan(tmp_path, "rnn_noise_irm", "--budget", "paper", "--seeds", "0"))}
-    assert sorted(configs) == sorted(["elman_balanced", "lstm_balanced", "unbalanced", "augmented", "irm", "combined"])
+    sweep = ["irm_lambda_0.1", "irm_lambda_1", "irm_lambda_10", "irm_lambda_100"]
+    assert sorted(configs) == sorted(["elman_balanced", "lstm_balanced", "unbalanced", "augmented", "irm", "combined",
+                                      "irm_groups", *sweep])
     variances = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-    expect = {  # group: (model, minority_keep, noise_copies, irm_lambda)
-        "elman_balanced": ("elman", 1.0, None, 0.0), "lstm_balanced": ("lstm", 1.0, None, 0.0),
-        "unbalanced": ("lstm", 0.1, None, 0.0), "augmented": ("lstm", 0.1, variances, 0.0),
-        "irm": ("lstm", 0.1, None, 1.0), "combined": ("lstm", 0.1, variances, 1.0),
+    expect = {  # group: (model, minority_keep, noise_copies, irm_lambda, irm_env, irm_anneal_epochs)
+        "elman_balanced": ("elman", 1.0, None, 0.0, "batch", 0), "lstm_balanced": ("lstm", 1.0, None, 0.0, "batch", 0),
+        "unbalanced": ("lstm", 0.1, None, 0.0, "batch", 0), "augmented": ("lstm", 0.1, variances, 0.0, "batch", 0),
+        # IRM as the original ran it: environments are the training batches
+        "irm": ("lstm", 0.1, None, 1.0, "batch", 0), "combined": ("lstm", 0.1, variances, 1.0, "batch", 0),
+        "irm_groups": ("lstm", 0.1, None, 1.0, "groups", 0),
+        **{g: ("lstm", 0.1, None, lam, "batch", 10) for g, lam in zip(sweep, (0.1, 1.0, 10.0, 100.0))},
     }
-    for group, (model, keep, copies, lam) in expect.items():
+    for group, settings in expect.items():
         c = configs[group]
-        assert (c["model"], c["minority_keep"], c["noise_copies"], c["irm_lambda"]) == (model, keep, copies, lam), group
+        got = (c["model"], c["minority_keep"], c["noise_copies"], c["irm_lambda"], c["irm_env"], c["irm_anneal_epochs"])
+        assert got == settings, group
         assert c["batch_size"] == 1024 and c["epochs"] == 100
-        assert c["irm_env"] == ("groups" if lam else "batch")
+
+
+def test_the_lambda_sweep_runs_in_the_paper_budget_only(tmp_path):
+    for budget in ("smoke", "local"):
+        groups = {c["group"] for c in trial_configs(plan(tmp_path, "rnn_noise_irm", "--budget", budget))}
+        assert groups == {"elman_balanced", "lstm_balanced", "unbalanced", "augmented", "irm", "combined",
+                          "irm_groups"}, budget
 
 
 def test_ros_vs_weights_runs_every_arm_for_both_models(tmp_path):
@@ -271,7 +283,8 @@ def test_rnn_noise_irm_smoke_runs_and_reports(ray_session, tmp_path, capsys):
     assert main(["rnn_noise_irm", "--budget", "smoke", "--storage-path", str(tmp_path), "--name", "S"]) == 0
     results = result_rows(tmp_path / "S")
     last = {rows[-1]["group"]: rows[-1] for rows in results.values()}
-    assert sorted(last) == sorted(["elman_balanced", "lstm_balanced", "unbalanced", "augmented", "irm", "combined"])
+    assert sorted(last) == sorted(["elman_balanced", "lstm_balanced", "unbalanced", "augmented", "irm", "combined",
+                                   "irm_groups"])
     assert all(r["dataset"] == "mnist-sample" and r["epoch"] == 1 for r in last.values())
     # train_counts are before over-sampling: the imbalanced split, and the full one for the balanced arms
     assert last["unbalanced"]["train_counts"] == last["augmented"]["train_counts"]
@@ -280,7 +293,7 @@ def test_rnn_noise_irm_smoke_runs_and_reports(ray_session, tmp_path, capsys):
     trials, epochs = load_trials(tmp_path / "S"), load_epochs(tmp_path / "S")
     (title, md, figures), = study_report.study_sections(trials, epochs, tmp_path / "report")
     table = {line.split(" | ")[0]: line.split(" | ")[1:] for line in md.splitlines() if line.startswith("| ")}
-    assert table["| class"] == ["unbalanced", "augmented", "irm", "combined", "lstm_balanced |"]
+    assert table["| class"] == ["unbalanced", "augmented", "irm", "combined", "irm_groups", "lstm_balanced |"]
     for i, g in enumerate(["unbalanced", "augmented", "irm", "combined"]):
         assert table["| 2 *"][i].strip(" |") == f"{last[g]['acc_2'] * 100:.1f}"  # one seed: the value itself
         assert table["| **minority mean**"][i].strip(" |") == f"{last[g]['minority_acc'] * 100:.1f}"

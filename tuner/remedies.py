@@ -101,10 +101,10 @@ REMEDIES: dict[str, Remedy] = {
         ),
         Remedy(
             "irm",
-            "IRMv1 penalty (unbiased, from two halves of each environment) with anneal-then-penalise",
+            "IRMv1 penalty (unbiased, over all pairs of distinct samples of each environment) with anneal-then-penalise",
             {
                 "irm_lambda": Param(0.0, float, non_negative, "IRM penalty weight after the anneal epochs (0 = off)"),
-                "irm_env": Param("batch", str, one_of("batch", "groups"), "environments: the batch, or minority vs majority"),
+                "irm_env": Param("batch", str, one_of("batch", "groups"), "environments: the batch (the original study's), or minority vs majority classes"),
                 "irm_anneal_epochs": Param(0, int, non_negative, "epochs with penalty weight 1 before irm_lambda applies"),
             },
             lambda c: c["irm_lambda"] > 0,
@@ -356,12 +356,21 @@ def augment(x: torch.Tensor, sigma: torch.Tensor, rotate_mask: torch.Tensor, cfg
 # --- IRM ---------------------------------------------------------------------------------------
 
 def irm_penalty(logits: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> torch.Tensor:
-    """IRMv1 penalty |d loss / d w|^2 at the dummy classifier scale w = 1, estimated without bias
-    as the product of the gradients on two halves (even and odd samples) of the environment."""
-    scale = torch.ones((), device=logits.device, requires_grad=True)
-    g1 = torch.autograd.grad(loss_fn(logits[0::2] * scale, y[0::2]), [scale], create_graph=True)[0]
-    g2 = torch.autograd.grad(loss_fn(logits[1::2] * scale, y[1::2]), [scale], create_graph=True)[0]
-    return g1 * g2
+    """IRMv1 penalty |d loss / d w|^2 at the dummy classifier scale w = 1, estimated as the original
+    study did, within the batch (the environment) and without bias: over all ordered pairs (i, j)
+    of distinct samples, the product a_i * a_j of their loss gradients with respect to the scale,
+    scaled by n / (n - 1). a_i is d loss / d s_i for a scale s_i on sample i alone (the batch
+    loss's own weighting, e.g. class weights, included), so sum_i a_i is the batch gradient G and
+    sum_{i != j} a_i a_j = G^2 - sum_i a_i^2. Unbiased because distinct samples are independent
+    draws: E[a_i a_j] = E[a]^2 for i != j, whereas G^2 alone also counts the i = j terms and so
+    adds the variance of the per-sample gradients to the penalty."""
+    n = len(y)
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16/fp16 logits: the penalty in fp32
+    scale = torch.ones(n, device=logits.device, dtype=dtype, requires_grad=True)
+    shape = (n,) + (1,) * (logits.dim() - 1)
+    a = torch.autograd.grad(loss_fn(logits * scale.view(shape), y), [scale], create_graph=True)[0]
+    total = a.sum()
+    return (total * total - (a * a).sum()) * (n / (n - 1))
 
 
 def irm_environments_penalty(cfg, logits, y, loss_fn, is_minority: torch.Tensor) -> torch.Tensor:

@@ -192,8 +192,8 @@ def train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority,
     correct = torch.zeros((), dtype=torch.long, device=dd.device)
     for s in range(0, n, bs):
         y = plan.y[s : s + bs]
-        if irm_on and len(y) < 4:
-            continue  # too small for the two-halves IRM estimate
+        if irm_on and len(y) < 2:
+            continue  # the IRM estimate needs a pair of distinct samples
         x = dd.pixels(dd.train_x.index_select(0, plan.idx[s : s + bs]))  # rows, not elements: ~10x faster on CPU
         x = remedies.augment(x, plan.sigma[s : s + bs], plan.rotate[s : s + bs], cfg, gen)
         if remix is not None:
