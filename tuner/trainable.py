@@ -196,14 +196,12 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     cfg = config_mod.resolve(config)
     reporter = reporter or LocalReporter()
     images = data if data is not None else dataset_for(cfg)
-    from tuner import owndata
-
+    from tuner import owndata, pairs  # pairs: the digit_pairs study: its own targets, models and loss (it imports this module)
+    if pairs.is_pairs(cfg):
+        return pairs.train_pairs(cfg, images, reporter)
     if owndata.is_own(images.name):  # class names -> indices, the minority classes, natural imbalance
         cfg = config_mod.resolve({**config, **owndata.settle(config, images)})
     owndata.check_fits(cfg, images)
-    from tuner import pairs  # the digit_pairs study: its own targets, models and loss (it imports this module)
-    if pairs.is_pairs(cfg):
-        return pairs.train_pairs(cfg, images, reporter)
     device = resolve_device(cfg["device"])
     split = make_split(images, cfg)
 
