@@ -7,6 +7,7 @@ settings are declared beside their code in `tuner.remedies`, model options in `t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -136,9 +137,10 @@ def coerce(key: str, value: Any, param: Param) -> Any:
     if value is None:
         return None
     kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
-    if isinstance(value, str) and str not in kinds:
+    structured = isinstance(value, str) and value[:1] in "[{" and (dict in kinds or list in kinds)
+    if isinstance(value, str) and (str not in kinds or structured):  # imbalance={...} is a dict, not text
         try:
-            value = json.loads(value.replace("'", '"')) if value[:1] in "[{" else _scalar(value)
+            value = _loose_json(value.replace("'", '"')) if value[:1] in "[{" else _scalar(value)
         except (json.JSONDecodeError, ValueError):
             pass
     if bool in kinds and isinstance(value, bool):
@@ -153,6 +155,24 @@ def coerce(key: str, value: Any, param: Param) -> Any:
         return value
     names = " or ".join(k.__name__ for k in kinds)
     raise ConfigError(f"{key}={value!r} has the wrong type: expected {names}")
+
+
+def _loose_json(s: str):
+    """JSON, where class names may go unquoted as typed in a shell: [cat,dog], {cat:0.5}."""
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError:
+        pass
+
+    def quote(m):
+        token = m.group(2).strip()
+        try:
+            json.loads(token)
+            return m.group(1) + token
+        except json.JSONDecodeError:
+            return m.group(1) + json.dumps(token)
+
+    return json.loads(re.sub(r'([\[{,:])([^\[\]{},:"]+)(?=[,\]}:])', quote, s))
 
 
 def _scalar(s: str):

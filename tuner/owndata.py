@@ -85,7 +85,11 @@ def memory_limit() -> int:
 
 
 def gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+    """Bytes, readably: 1.25 GB, 12.0 MB, 24.0 KB."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6)):
+        if n >= size / 10:
+            return f"{n / size:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{n / 1e3:.1f} KB"
 
 
 # --- classes by name: minority classes, imbalance, class weights ---------------------------------
