@@ -169,7 +169,8 @@ class Report:
                ". Trials stopped early by ASHA count with their last epoch; ") +
             "failed trials are left out of all statistics.",
             "Accuracies are in percent. *minority* = mean accuracy over the minority classes (the ones kept at a "
-            "fraction of their images), *majority* = over the others, *balanced* = mean over all classes.",
+            "fraction of their images; on your own data, those found with fewer than half the median count unless "
+            "named with `minority_classes`), *majority* = over the others, *balanced* = mean over all classes.",
             "Values over seeds read `mean ± std [95% CI]`: std = sample standard deviation over the n seeds, "
             "CI = mean ± t(0.975, n−1)·std/√n (the interval of the mean); with one seed only the mean is shown. "
             "With 2–3 seeds the CI is wide (t = 12.7 and 4.3) and can reach beyond 0–100%: that is the honest width.",

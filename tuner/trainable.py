@@ -7,6 +7,7 @@ epoch by epoch and reports every metric. Plain PyTorch; Ray only enters through 
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -232,7 +233,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         "remedies": ",".join(remedies.active(cfg)),
         "train_counts": split.counts.tolist(),
         # the classes by name, and their counts as found (training part, before any imposed imbalance)
-        "classes": list(images.classes),
+        "classes": json.dumps(list(images.classes)),  # JSON text: Tune's TensorBoard logger rejects lists of text
         "found_counts": images.info.get("found_counts", images.class_counts().tolist()),
         "test_counts": np.bincount(images.test_y, minlength=images.num_classes).tolist(),
         "num_params": count_parameters(model),
