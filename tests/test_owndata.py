@@ -387,3 +387,76 @@ def test_own_data_errors_exit_2_with_one_line_before_ray_starts(argv, message, t
     errors = [line for line in err if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], err
     assert ray.is_initialized() == was_running
+
+
+# --- class names in the report's tables and plots ----------------------------------------------
+
+def named_trials():
+    rows = []
+    for g, accs in (("unbalanced", (0.9, 0.2, 0.8)), ("weighted", (0.8, 0.6, 0.7))):
+        for s in (0, 1):
+            rows.append({"run": "R", "trial_id": f"{g}{s}", "status": "TERMINATED", "group": g, "seed": s,
+                         "dataset": "imagefolder:/x", "classes": '["benign", "malign", "other"]', "minority_classes": "[1]",
+                         **{f"acc_{c}": a for c, a in enumerate(accs)}})
+    return pd.DataFrame(rows)
+
+
+def test_report_tables_and_plots_name_the_classes(tmp_path, monkeypatch):
+    from analysis import compare, plots, render, report
+
+    t = named_trials()
+    assert compare.class_labels(t) == {0: "benign", 1: "malign", 2: "other"}
+    assert compare.class_labels(t.drop(columns="classes").assign(dataset="cifar10"))[3] == "3 cat"
+    assert compare.class_labels(t.drop(columns="classes"))[3] == "3"  # MNIST digits
+    r = report.Report.__new__(report.Report)
+    r.doc, r.figdir = render.Doc(), tmp_path
+    figures = []
+    real_save = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, *a, **k: figures.append(fig) or real_save(fig, *a, **k))
+    r.per_class(t, "")
+    md = render.markdown(r.doc, tmp_path)
+    assert "| malign (minority) |" in md and "| benign |" in md
+    ticks = [x.get_text() for x in figures[-1].axes[0].get_xticklabels()]
+    assert ticks == ["benign", "malign\n(minority)", "other"]
+    plots.confusion_plot([[3, 1, 0], [1, 1, 0], [0, 0, 2]], tmp_path, "cm", minority=[1], names=compare.class_labels(t))
+    assert [x.get_text() for x in figures[-1].axes[0].get_yticklabels()] == ["benign", "malign*", "other"]
+
+
+# --- the search's plan on own data: settled before Ray, resumable --------------------------------
+
+def planned(tmp_path, *argv):
+    from tuner import search
+
+    plan = search.build_plan(search.parse_args(["lstm_weighted", *argv, "--storage-path", str(tmp_path / "runs"),
+                                                "--data-dir", str(tmp_path)]))
+    images = search.load_images(plan)
+    search.settle_on_data(plan, images)
+    return plan, images
+
+
+def test_imposed_imbalance_by_name_reaches_the_split(tmp_path, capsys):
+    from tuner.data import make_split
+
+    tree(tmp_path / "t", {"ant": 20, "bee": 20, "cat": 5}, size=(4, 4))
+    plan, images = planned(tmp_path, "--dataset", f"imagefolder:{tmp_path / 't'}", "--set", "imbalance={bee:0.5}",
+                           "--set", "val_fraction=0.1")
+    assert plan.fixed["imbalance"] == {"1": 0.5} and plan.fixed["minority_classes"] == [2] and plan.fixed["minority_keep"] == 1.0
+    split = make_split(images, resolve(plan.fixed))
+    assert split.imbalanced_counts.tolist() == [16, 8, 4]  # found 16, 16, 4; bee halved
+    assert "decoding t: 100%" in capsys.readouterr().err  # the progress bar (the first, uncached decode)
+    kept, _ = planned(tmp_path, "--dataset", f"imagefolder:{tmp_path / 't'}", "--set", "minority_keep=0.5",
+                      "--set", "minority_classes=[ant]")
+    assert make_split(images, resolve(kept.fixed)).imbalanced_counts.tolist() == [8, 16, 4]
+
+
+def test_resume_of_an_own_data_run_compares_the_settled_settings(tmp_path):
+    tree(tmp_path / "t", {"ant": 20, "bee": 20, "cat": 5}, size=(4, 4))
+    plan, _ = planned(tmp_path, "--dataset", f"imagefolder:{tmp_path / 't'}", "--name", "old")
+    trial = tmp_path / "runs/old/trial_1"
+    trial.mkdir(parents=True)
+    (tmp_path / "runs/old/experiment_state-x.json").write_text("{}")
+    (trial / "params.json").write_text(json.dumps({**plan.fixed, "minority_weight": 3.0, "seed": 0}))
+    planned(tmp_path, "--dataset", f"imagefolder:{tmp_path / 't'}", "--name", "old", "--resume")  # the same: accepted
+    with pytest.raises(ConfigError, match=r"has minority_classes=\[2\] but this command gives \[0\]"):
+        planned(tmp_path, "--dataset", f"imagefolder:{tmp_path / 't'}", "--name", "old", "--resume",
+                "--set", "minority_classes=[ant]")
