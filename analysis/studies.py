@@ -64,7 +64,15 @@ def imbalance_text(t: pd.DataFrame) -> str:
         return f"imbalance {t['imbalance'].dropna().astype(str).iloc[0]}"
     mino = compare.minority_classes(t)
     keep = t["minority_keep"].dropna().iloc[0] if "minority_keep" in t and t["minority_keep"].notna().any() else 0.1
-    names = f"{mino[0]}-{mino[-1]}" if mino == list(range(mino[0], mino[-1] + 1)) else ", ".join(map(str, mino))
+    if not mino:
+        return "no minority class"
+    if "dataset" in t and t["dataset"].astype(str).str.startswith(("imagefolder:", "table:")).any():
+        labels = class_names(t)  # own data: by name
+        names = ", ".join(labels.get(c, str(c)) for c in mino)
+    elif mino == list(range(mino[0], mino[-1] + 1)):
+        names = f"{mino[0]}-{mino[-1]}"
+    else:
+        names = ", ".join(map(str, mino))
     return f"classes {names} kept at {keep * 100:g}%"
 
 

@@ -370,7 +370,11 @@ def test_search_on_a_table_through_export_and_report(ray_session, tmp_path, caps
     (["--dataset", "imagefolder:{tmp}/tree", "--set", "minority_classes=[zebra]"], "no class named 'zebra'"),
     (["--dataset", "imagefolder:{tmp}/tree", "--set", "image_size=0"], "image_size='0' is not allowed"),
     (["--dataset", "imagefolder:{tmp}/tree", "--set", "impute=mean"], "impute='mean' is not allowed: expected one of drop, median"),
+    (["--dataset", "imagefolder:{tmp}/tree", "--set", "label=fraud"], "label='fraud' applies to table:PATH data only"),
+    (["--dataset", "table:{csv}", "--set", "label=fraud", "--set", "image_size=32"], "image_size='32' applies to imagefolder:PATH"),
+    (["--dataset", "mnist-sample", "--set", "image_size=32"], "image_size='32' applies to imagefolder:PATH data only"),
 ])
+@pytest.mark.filterwarnings("ignore:.*dropped 2 of 40")
 def test_own_data_errors_exit_2_with_one_line_before_ray_starts(argv, message, tmp_path, capsys):
     import ray
 
@@ -460,3 +464,28 @@ def test_resume_of_an_own_data_run_compares_the_settled_settings(tmp_path):
     with pytest.raises(ConfigError, match=r"has minority_classes=\[2\] but this command gives \[0\]"):
         planned(tmp_path, "--dataset", f"imagefolder:{tmp_path / 't'}", "--name", "old", "--resume",
                 "--set", "minority_classes=[ant]")
+
+
+@pytest.mark.filterwarnings("ignore:.*dropped 2 of 40")
+@pytest.mark.parametrize("remedy", [
+    {"minority_weight": 5.0}, {"class_weights": [1.0, 4.0]}, {"ros_target": 1.0}, {"sampling_q": 0.0},
+    {"loss_fn": "focal"}, {"loss_fn": "ldam"}, {"loss_fn": "logit_adjusted"}, {"loss_fn": "balanced_softmax"},
+    {"loss_fn": "cb"}, {"drw_epoch": 1}, {"remix_alpha": 1.0}, {"noise_sigma": 0.3, "augment_scope": "all"},
+    {"noise_copies": [0.1, 0.2]}, {"irm_lambda": 1.0, "irm_env": "groups"},
+])
+def test_every_feature_vector_remedy_trains_an_mlp_on_a_table(tmp_path, remedy):
+    from tuner.trainable import train
+
+    path, _ = csv_table(tmp_path)
+    history = train({"dataset": f"table:{path}", "label": "fraud", "model": "mlp", "hidden": 8, "epochs": 1,
+                     "batch_size": 8, "device": "cpu", **remedy})
+    last = history[-1]
+    assert np.isfinite(last["train_loss"]) and 0 <= last["acc"] <= 1
+    assert json.loads(last["classes"]) == ["no", "yes"] and last["found_counts"] == [24, 6]  # dropped 2; minority: yes
+
+
+def test_list_says_any_experiment_runs_on_your_data(capsys):
+    from tuner.search import main
+
+    assert main(["--list"]) == 0
+    assert "Any experiment runs on your own data: --dataset imagefolder:PATH" in capsys.readouterr().out

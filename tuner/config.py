@@ -208,6 +208,10 @@ def resolve(config: dict) -> dict:
     if not data.is_own(cfg["dataset"]):
         data._check_known(cfg["dataset"])
         _builtin_classes(cfg)
+    kind = cfg["dataset"].split(":", 1)[0]
+    for key, applies in (("image_size", "imagefolder"), ("label", "table")):
+        if cfg[key] is not None and kind != applies:  # silently ignored, it would mislead
+            raise ConfigError(f"{key}={cfg[key]!r} applies to {applies}:PATH data only, not to dataset {cfg['dataset']!r}")
     remedies.check(cfg)
     pairs.check(cfg)
     return cfg
