@@ -13,7 +13,7 @@ from PIL import Image
 
 from tuner import imagefolder, owndata
 from tuner.config import resolve
-from tuner.data import keep_fractions, load_dataset
+from tuner.data import keep_fractions, load_dataset, make_split
 from tuner.errors import ConfigError
 from tuner.models import MODELS, build_model, check_input
 
@@ -148,6 +148,12 @@ def test_layout_errors(tmp_path):
         load(tmp_path / "split", tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        load(tmp_path / "one/a/0.png", tmp_path)
+    tiny = tree(tmp_path / "tiny", {"a": 5, "b": 2}, size=(4, 4))  # b: 1 training image after the test split
+    with pytest.raises(ConfigError, match=r"class 1 \(b\) has 1 training image\(s\) after imbalance \(keep 1 of 1\): "
+                       "need at least 2, add examples of it or leave the class out"):
+        make_split(load(tiny, tmp_path), resolve({"dataset": f"imagefolder:{tiny}", "imbalance": "natural"}))
 
 
 def test_single_tree_gets_a_stratified_seeded_test_split(tmp_path):
@@ -175,6 +181,7 @@ def test_cache_follows_the_files(tmp_path, monkeypatch):
     edited = load(tmp_path / "t", tmp_path)
     assert calls == [1]
     assert (np.concatenate([edited.train_x, edited.test_x]) == 7).all(axis=(1, 2, 3)).sum() == 1
+    assert len(list((tmp_path / "data/cache").glob("imagefolder-*.npz"))) == 1  # the old cache is gone
     (tmp_path / "t/b/2.png").unlink()  # remove one
     removed = load(tmp_path / "t", tmp_path)
     assert len(removed.train_y) + len(removed.test_y) == 5 and calls == [1, 1]
@@ -295,6 +302,9 @@ def test_parquet_and_table_errors(tmp_path):
         load_dataset(f"table:{path}", options={})
     with pytest.raises(ConfigError, match="no column 'label' for label="):
         load_dataset(f"table:{path}", options={"label": "label"})
+    pd.DataFrame({"x": [np.nan, np.nan], "fraud": ["no", "yes"]}).to_csv(tmp_path / "gaps.csv", index=False)
+    with pytest.warns(UserWarning), pytest.raises(ConfigError, match="no row left after dropping those with missing values"):
+        load_table(tmp_path / "gaps.csv")
     (tmp_path / "t.xlsx").write_text("x")
     with pytest.raises(ConfigError, match="expected a .parquet or .csv file"):
         load_dataset(f"table:{tmp_path / 't.xlsx'}", options={"label": "y"})

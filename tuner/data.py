@@ -275,7 +275,8 @@ def make_split(images: Images, config: dict, min_val_per_class: int = 3) -> Spli
             name = "" if images.classes[c] == str(c) else f" ({images.classes[c]})"
             raise ConfigError(
                 f"class {c}{name} has {n} training image(s) after imbalance (keep {fracs[c]:g} of "
-                f"{images.class_counts()[c]}): need at least 2, raise its kept fraction"
+                f"{images.class_counts()[c]}): need at least 2, "
+                + ("raise its kept fraction" if fracs[c] < 1 else "add examples of it or leave the class out")
             )
     rng = np.random.default_rng(config["data_seed"] + 1)
     train, val = [], []

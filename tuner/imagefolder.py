@@ -85,7 +85,9 @@ def load(name: str, path: Path, opts: dict, cache_dir: Path) -> Images:
     path = path.resolve()
     files, classes = listing(path)
     size = parse_size(opts["image_size"])
-    cache = cache_dir / f"imagefolder-{cache_key(files, size)}.npz"
+    # one cache file per tree and size (the name's first part): a re-decoded tree replaces its old cache
+    tree_id = hashlib.sha256(json.dumps([str(path), size]).encode()).hexdigest()[:12]
+    cache = cache_dir / f"imagefolder-{tree_id}-{cache_key(files, size)}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -93,6 +95,9 @@ def load(name: str, path: Path, opts: dict, cache_dir: Path) -> Images:
     else:
         arrays, meta = decode(path, files, size)
         _save(cache, arrays, meta)
+        for old in cache_dir.glob(f"imagefolder-{tree_id}-*.npz"):
+            if old != cache and not old.name.endswith(".tmp.npz"):
+                old.unlink(missing_ok=True)
     for line in meta["notes"]:
         note(line)
     if meta["skipped"]:

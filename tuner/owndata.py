@@ -48,6 +48,9 @@ def load(name: str, options: dict, root: Path):
     path = spec_path(name)
     if not path.exists():
         raise ConfigError(f"dataset {name!r}: {str(path)!r} does not exist")
+    if name.startswith("imagefolder:") != path.is_dir():
+        want = "a folder (one folder of images per class)" if name.startswith("imagefolder:") else "a .csv or .parquet file"
+        raise ConfigError(f"dataset {name!r}: {str(path)!r} is not {want}")
     if name.startswith("imagefolder:"):
         from tuner import imagefolder
 
@@ -167,4 +170,7 @@ def describe(images, minority) -> list[str]:
     lines = [f"{images.kind} data {images.info.get('source', images.name)}: {images.num_classes} classes, "
              f"{'features' if images.kind == 'table' else 'CxHxW'} {shape}",
              f"training counts as found (* = minority): {counts}; test {sum(test)} ({images.info.get('test_split')})"]
+    if not minority:
+        lines.append("no class has fewer than half the median count: the minority metrics are empty (NaN) and the "
+                     "minority remedies do nothing; name the minority with minority_classes=[...]")
     return lines

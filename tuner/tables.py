@@ -67,6 +67,9 @@ def load(name: str, path: Path, opts: dict) -> Images:
                       f"{_listed(df.index[rows])}, 0-based, header excluded; in columns {_listed(gaps.columns[gaps.any()])}); "
                       "set impute=median to keep them", stacklevel=3)
         df = df[~rows]
+    if df.empty:
+        raise ConfigError(f"{name}: no row left after dropping those with missing values; set impute=median "
+                          "or leave out the columns that are mostly empty")
     y, classes = labels(df[label])
     if len(classes) < 2:
         raise ConfigError(f"{name}: label column {label!r} has {len(classes)} distinct value(s): need at least 2 classes")
