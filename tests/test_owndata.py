@@ -225,8 +225,16 @@ def test_minority_default_is_under_half_the_median_and_names_override(tmp_path):
     # imposed imbalance, by name or index; the natural one keeps everything
     imb = owndata.settle({"imbalance": {"bee": 0.5, "4": 0.2}}, im)["imbalance"]
     assert keep_fractions({"imbalance": imb}, 5) == {0: 1.0, 1: 0.5, 2: 1.0, 3: 1.0, 4: 0.2}
+    assert owndata.settle({"imbalance": imb, "minority_classes": [3]}, im)["imbalance"] == imb  # settles to itself
     assert set(keep_fractions({"imbalance": "natural"}, 5).values()) == {1.0}
     assert keep_fractions({**settled, "imbalance": None}, 5) == {c: 1.0 for c in range(5)}
+
+
+def test_digit_folder_names_are_names_and_settled_indices_stay_indices(tmp_path):
+    im = images_with_counts(tmp_path, {"1": 10, "2": 10, "3": 10})
+    settled = owndata.settle({"minority_classes": ["3"], "imbalance": {"2": 0.5}}, im)
+    assert settled["minority_classes"] == [2] and settled["imbalance"] == {1: 0.5}
+    assert owndata.settle({**settled, "minority_keep": 1.0}, im) == {k: v for k, v in settled.items() if k != "minority_keep"}
 
 
 def test_models_take_the_detected_shape_or_are_refused(tmp_path):
@@ -454,7 +462,7 @@ def test_imposed_imbalance_by_name_reaches_the_split(tmp_path, capsys):
     tree(tmp_path / "t", {"ant": 20, "bee": 20, "cat": 5}, size=(4, 4))
     plan, images = planned(tmp_path, "--dataset", f"imagefolder:{tmp_path / 't'}", "--set", "imbalance={bee:0.5}",
                            "--set", "val_fraction=0.1")
-    assert plan.fixed["imbalance"] == {"1": 0.5} and plan.fixed["minority_classes"] == [2] and plan.fixed["minority_keep"] == 1.0
+    assert plan.fixed["imbalance"] == {1: 0.5} and plan.fixed["minority_classes"] == [2] and plan.fixed["minority_keep"] == 1.0
     split = make_split(images, resolve(plan.fixed))
     assert split.imbalanced_counts.tolist() == [16, 8, 4]  # found 16, 16, 4; bee halved
     assert "decoding t: 100%" in capsys.readouterr().err  # the progress bar (the first, uncached decode)

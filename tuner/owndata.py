@@ -130,7 +130,8 @@ def settle(config: dict, images) -> dict:
         out["minority_keep"] = 1.0  # natural: the counts as found
     imb = config.get("imbalance")
     if isinstance(imb, dict):
-        out["imbalance"] = {str(class_index(classes, c, "imbalance")): float(f) for c, f in imb.items()}
+        # int keys: a settled config settles to itself (a string "1" could name a class folder "1")
+        out["imbalance"] = {class_index(classes, c, "imbalance"): float(f) for c, f in imb.items()}
     weights = config.get("class_weights")
     if weights is not None and len(weights) != len(classes):
         raise ConfigError(f"class_weights has {len(weights)} weights but the data has {len(classes)} classes "

@@ -206,7 +206,6 @@ def build_plan(args: argparse.Namespace) -> Plan:
         searcher = "grid"
     num_samples = args.num_samples or (budget.num_samples if searcher != "grid" else 1)
 
-
     storage = args.storage_path
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
