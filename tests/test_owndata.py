@@ -244,6 +244,7 @@ def test_models_take_the_detected_shape_or_are_refused(tmp_path):
                 model = build_model(name, shape, 4, {"vgg_variant": "tiny", "pretrained": False})
                 assert model(torch.zeros(2, *shape)).shape == (2, 4)
     assert "images need at least 8x8 pixels" in check_input("cifar_cnn", (1, 4, 4))
+    assert build_model("lstm", (3, 20, 12), 4).rnn.input_size == 3 * 12  # a step: one row, all channels
     assert check_input("mlp", (7,)) is None and build_model("mlp", (7,), 3, {"hidden": 5, "layers": 3})(torch.zeros(2, 7)).shape == (2, 3)
     assert all(check_input(m, (7,)) for m in MODELS if not m.startswith(("mlp", "pairs_")))
 
@@ -360,9 +361,25 @@ def test_search_on_an_image_tree_through_export_and_report(ray_session, tmp_path
     trials, md = report_of(tmp_path, "img")
     row = trials.iloc[0]
     assert row["status"] == "TERMINATED" and json.loads(row["classes"]) == ["benign", "malign", "other"]
-    assert json.loads(row["minority_classes"]) == [1] and row["minority_keep"] == 1.0 and row["test_fraction"] == 0.2
+    assert json.loads(row["minority_classes"]) == [1] and row["minority_keep"] == 1.0
+    assert row["test_fraction"] == 0.2 and row["data_seed"] == 0
     assert json.loads(row["found_counts"]) == [10, 2, 8] and json.loads(row["test_counts"]) == [3, 1, 2]
     assert f"imagefolder:{root}" in md and "| malign" in md and "benign" in md
+
+
+def test_search_on_train_and_test_folders_of_grey_images(ray_session, tmp_path, capsys):
+    root = tmp_path / "parts"
+    tree(root / "train", {"ok": 12, "crack": 4, "dent": 10}, size=(9, 9), colour=False)
+    tree(root / "test", {"ok": 3, "crack": 2, "dent": 3}, size=(9, 9), colour=False, seed=1)
+    assert search(["cnn_weighted", "--dataset", f"imagefolder:{root}", "--set", "minority_classes=[crack,dent]"],
+                  tmp_path, "parts") == 0
+    assert "CxHxW 1x9x9" in capsys.readouterr().out
+    trials, md = report_of(tmp_path, "parts")
+    row = trials.iloc[0]
+    assert row["status"] == "TERMINATED" and json.loads(row["classes"]) == ["crack", "dent", "ok"]
+    assert json.loads(row["minority_classes"]) == [0, 1] and json.loads(row["test_counts"]) == [2, 3, 3]
+    assert "test_fraction" not in trials  # the test folder is the test split
+    assert "| crack | yes | 4 | 2 |" in md and "| ok |  | 12 | 3 |" in md
 
 
 def test_search_on_a_table_through_export_and_report(ray_session, tmp_path, capsys):

@@ -251,8 +251,9 @@ def settle_on_data(plan: Plan, images) -> None:
 
     if data_mod.is_own(plan.fixed["dataset"]):
         plan.fixed.update(owndata.settle(plan.fixed, images))
-        if images.info.get("test_split", "").startswith("stratified"):
-            plan.fixed.setdefault("test_fraction", config_mod.CORE["test_fraction"].default)  # recorded in every result
+        if images.info.get("test_split", "").startswith("stratified"):  # the split's settings, in every result
+            for key in ("test_fraction", "data_seed"):
+                plan.fixed.setdefault(key, config_mod.CORE[key].default)
         if plan.resume:
             _check_resume_options(plan)
     for cfg in plan_configs(plan):
