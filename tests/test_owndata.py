@@ -55,9 +55,9 @@ def test_decoded_pixels_are_the_files_pixels(tmp_path):
         assert (im.train_x[3 + i] == (rgb + i).transpose(2, 0, 1)).all()
     assert (im.test_x[1] == rgb.transpose(2, 0, 1)).all() and list(im.test_y) == [0, 1]
     assert im.info["test_split"] == "the test folder"
-    # per-channel mean of the training pixels, 0-1 scale
-    assert im.mean[0] == pytest.approx(np.concatenate([(grey + i).ravel() for i in range(3)]
-                                                      + [(rgb + i)[..., 0].ravel() for i in range(3)]).mean() / 255)
+    # per-channel mean and std of the training pixels, 0-1 scale
+    red = np.concatenate([(grey + i).ravel() for i in range(3)] + [(rgb + i)[..., 0].ravel() for i in range(3)]) / 255
+    assert im.mean[0] == pytest.approx(red.mean()) and im.std[0] == pytest.approx(red.std())
 
 
 def test_all_grey_is_one_channel_and_jpeg_works(tmp_path):

@@ -21,14 +21,13 @@ LOAD_KEYS = ("image_size", "test_fraction", "label", "impute", "data_seed")
 
 
 def parse_size(v) -> tuple[int, int] | None:
-    """image_size: 32, '32', '32,24', [32, 24] -> (H, W). ValueError when malformed."""
+    """image_size: 32, '32', '32,24', '32x24', [32, 24] -> (H, W); one number is a square. ValueError
+    when malformed (int() of '2.5' or 'big' raises it too)."""
     if v is None:
         return None
     parts = list(v) if isinstance(v, (list, tuple)) else str(v).replace("x", ",").split(",")
-    if not 1 <= len(parts) <= 2:
-        raise ValueError(v)
     hw = [int(str(p).strip()) for p in parts]
-    if min(hw) < 1 or any(isinstance(p, float) and not p.is_integer() for p in parts):
+    if not 1 <= len(hw) <= 2 or min(hw) < 1:
         raise ValueError(v)
     return (hw[0], hw[-1])
 
