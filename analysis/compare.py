@@ -112,6 +112,20 @@ def minority_classes(trials: pd.DataFrame, default=(0, 1, 2, 3, 4)) -> list[int]
     return list(default)
 
 
+def class_labels(trials: pd.DataFrame) -> dict[int, str]:
+    """Class index -> its label in tables and plots: the names the trials recorded (`classes`: own
+    data's folder or label names), '3 cat' on CIFAR-10, '3' on MNIST (and tables without names)."""
+    from tuner.data import CIFAR_CLASSES
+
+    names = None
+    if "classes" in trials and trials["classes"].notna().any():
+        names = json.loads(str(trials["classes"].dropna().astype(str).mode()[0]))
+    cifar = "dataset" in trials and trials["dataset"].astype(str).eq("cifar10").any()
+    if names is None:
+        names = list(CIFAR_CLASSES) if cifar else [str(c) for c in range(10)]
+    return {i: f"{i} {n}" if cifar and n != str(i) else str(n) for i, n in enumerate(names)}
+
+
 def per_class_table(trials: pd.DataFrame, group_col: str = "group", metric_prefix: str = "acc_",
                     stats_: Iterable[str] = ("mean",), minority=None) -> pd.DataFrame:
     """Rows: classes 0-9, 'minority mean', 'majority mean'; columns: the groups; values: stats over the trials of a group.

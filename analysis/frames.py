@@ -17,7 +17,7 @@ from analysis.rundir import STATUSES, RunFiles, TrialFiles
 DEFAULT_METRIC = "val_balanced_acc"
 # Reported by the trainable about the trial, not measured per epoch: kept once, never prefixed best_.
 IDENTITY = ("experiment", "dataset", "seed", "group", "precision")  # in the config and reported
-DESCRIPTION = ("train_counts", "num_params", "model_bytes", "remedies", "node_id", "stop_reason", "checkpoint_warning")
+DESCRIPTION = ("train_counts", "classes", "found_counts", "test_counts", "num_params", "model_bytes", "remedies", "node_id", "stop_reason", "checkpoint_warning")
 # Ray's bookkeeping fields: meaningless as metrics (done/should_checkpoint are always true/false at the end).
 RAY_DROP = ("config", "done", "should_checkpoint", "trial_id", "iterations_since_restore", "time_since_restore")
 RAY_KEEP = ("training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "date", "hostname", "node_ip", "pid",

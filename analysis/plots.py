@@ -155,8 +155,9 @@ def per_class_plot(trials: pd.DataFrame, out_dir, group_col: str = "group", metr
         mean = table.loc[classes, (g, "mean")] * 100
         std = table.loc[classes, (g, "std")].fillna(0) * 100
         ax.bar(x - 0.4 + width * (i + 0.5), mean, width, yerr=std, capsize=2, label=str(g), zorder=2)
-    ax.set_xticks(x, [f"{c}\n(minority)" if int(c) in minority else c for c in classes], fontsize=9)
-    ax.set_xlabel("class (digit); grey = minority classes")
+    names = compare.class_labels(trials)
+    ax.set_xticks(x, [names.get(int(c), c) + ("\n(minority)" if int(c) in minority else "") for c in classes], fontsize=9)
+    ax.set_xlabel("class; grey = minority classes")
     ax.set_ylabel(metric_label(metric_prefix.rstrip("_")).replace("accuracy", "per-class accuracy"))
     lo = np.nanmin(table.xs("mean", axis=1, level=1).loc[classes].to_numpy()) * 100
     ax.set_ylim(max(0, lo - 10), 100)
@@ -201,7 +202,7 @@ def p_rates_plot(trials: pd.DataFrame, param: str, out_dir, name: str | None = N
 
 
 def confusion_plot(confusion, out_dir, name: str = "confusion_best", title: str = "Confusion matrix",
-                   minority=None) -> Path:
+                   minority=None, names: dict | None = None) -> Path:
     """Heat map of row-normalised recall (%) with the image counts written in each cell."""
     cm = np.asarray(json.loads(confusion) if isinstance(confusion, str) else confusion, dtype=float)
     k = cm.shape[0]
@@ -216,8 +217,10 @@ def confusion_plot(confusion, out_dir, name: str = "confusion_best", title: str 
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8 if k <= 10 else 6,
                         color="white" if pct[i, j] > 55 else "black")
     minority = set(minority or [])
-    labels = [f"{c}*" if c in minority else str(c) for c in range(k)]
-    ax.set_xticks(range(k), labels)
+    names = names or {}
+    labels = [f"{names.get(c, c)}*" if c in minority else str(names.get(c, c)) for c in range(k)]
+    ax.set_xticks(range(k), labels, rotation=45 if any(len(str(v)) > 3 for v in names.values()) else 0, ha="right"
+                  if any(len(str(v)) > 3 for v in names.values()) else "center")
     ax.set_yticks(range(k), labels)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (* = minority)")

@@ -113,6 +113,7 @@ class Report:
         table = pd.DataFrame(rows).T.reset_index()
         table.columns = ["", *[str(c) for c in table.iloc[0, 1:]]]
         d.table(table.iloc[1:], "One column per run")
+        self.dataset_classes()
         self.imbalance()
         searched = compare.varying(t)
         if searched:
@@ -127,6 +128,21 @@ class Report:
         if seeds:
             d.p(f"Seeds: {', '.join(map(str, seeds))}.")
 
+    def dataset_classes(self):
+        """Own data (and any run that recorded them): the dataset, its classes and their counts as found."""
+        t = self.raw
+        if "found_counts" not in t or t["found_counts"].isna().all():
+            return
+        for dataset, r in t.dropna(subset=["found_counts"]).groupby("dataset", observed=True):
+            first = r.iloc[0]
+            found = json.loads(str(first["found_counts"]))
+            test = json.loads(str(first["test_counts"])) if "test_counts" in r and pd.notna(first["test_counts"]) else None
+            names, mino = compare.class_labels(r), compare.minority_classes(r)
+            rows = [{"class": k, "name": names.get(k, str(k)), "minority": "yes" if k in mino else "",
+                     "training part (as found)": n, **({"test": test[k]} if test else {})} for k, n in enumerate(found)]
+            self.doc.table(pd.DataFrame(rows), f"Dataset `{dataset}`: {len(found)} classes and their counts as found "
+                           "(training part before any imposed imbalance, and test part)")
+
     def imbalance(self):
         t = self.raw
         if "train_counts" not in t or t["train_counts"].isna().all():
@@ -134,8 +150,9 @@ class Report:
         rows = []
         for counts, r in t.dropna(subset=["train_counts"]).groupby("train_counts", observed=True):
             c = json.loads(counts)
-            mino = compare.minority_classes(r)
-            rows.append({"runs": ", ".join(sorted(set(r["run"].astype(str)))), **{f"{k}{'*' if k in mino else ''}": n for k, n in enumerate(c)},
+            mino, names = compare.minority_classes(r), compare.class_labels(r)
+            rows.append({"runs": ", ".join(sorted(set(r["run"].astype(str)))),
+                         **{f"{names.get(k, k)}{'*' if k in mino else ''}": n for k, n in enumerate(c)},
                          "total": sum(c), "minority : majority (per class)": fmt.ratio(c, mino)})
         self.doc.table(pd.DataFrame(rows), "Training images per class after the imbalance, before any over-sampling "
                        "(* = minority class)")
@@ -152,7 +169,8 @@ class Report:
                ". Trials stopped early by ASHA count with their last epoch; ") +
             "failed trials are left out of all statistics.",
             "Accuracies are in percent. *minority* = mean accuracy over the minority classes (the ones kept at a "
-            "fraction of their images), *majority* = over the others, *balanced* = mean over all classes.",
+            "fraction of their images; on your own data, those found with fewer than half the median count unless "
+            "named with `minority_classes`), *majority* = over the others, *balanced* = mean over all classes.",
             "Values over seeds read `mean ± std [95% CI]`: std = sample standard deviation over the n seeds, "
             "CI = mean ± t(0.975, n−1)·std/√n (the interval of the mean); with one seed only the mean is shown. "
             "With 2–3 seeds the CI is wide (t = 12.7 and 4.3) and can reach beyond 0–100%: that is the honest width.",
@@ -352,10 +370,10 @@ class Report:
     def per_class(self, trials: pd.DataFrame, tag: str):
         table = compare.per_class_table(trials, "group", "acc_", stats_=("mean", "std", "n"))
         groups = list(dict.fromkeys(table.columns.get_level_values(0)))
-        mino = compare.minority_classes(trials)
+        mino, names = compare.minority_classes(trials), compare.class_labels(trials)
         rows = []
         for cls in table.index:
-            label = f"{cls} (minority)" if cls.isdigit() and int(cls) in mino else cls
+            label = names.get(int(cls), cls) + (" (minority)" if int(cls) in mino else "") if cls.isdigit() else cls
             rows.append({"class": label, **{str(g): fmt.num(table.loc[cls, (g, "mean")], "acc")
                                             + (f" ± {fmt.num(table.loc[cls, (g, 'std')], 'acc')}" if table.loc[cls, (g, "n")] > 1 else "")
                                             for g in groups}})
@@ -386,7 +404,7 @@ class Report:
         if cm_col in best and isinstance(best[cm_col], str):
             self.figure(lambda: plots.confusion_plot(best[cm_col], self.figdir, f"confusion_best{self.tag}",
                                                      f"Test confusion matrix of trial {best['trial_id']}",
-                                                     compare.minority_classes(self.done)),
+                                                     compare.minority_classes(self.done), compare.class_labels(self.done)),
                         "Test confusion matrix of the best trial: colour = share of each true class (row), "
                         "numbers = images.")
         chosen = list(dict.fromkeys(t["trial_id"].astype(str).head(3)))

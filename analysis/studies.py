@@ -54,11 +54,8 @@ def cell(values, ci: bool = False) -> str:
 
 
 def class_names(t: pd.DataFrame) -> dict[int, str]:
-    """'3' for MNIST digits, '3 cat' for CIFAR-10."""
-    from tuner.data import CIFAR_CLASSES
-
-    cifar = "dataset" in t and t["dataset"].astype(str).eq("cifar10").any()
-    return {c: f"{c} {CIFAR_CLASSES[c]}" if cifar else str(c) for c in range(10)}
+    """'3' for MNIST digits, '3 cat' for CIFAR-10, the recorded names of own data."""
+    return compare.class_labels(t)
 
 
 def imbalance_text(t: pd.DataFrame) -> str:
@@ -67,7 +64,15 @@ def imbalance_text(t: pd.DataFrame) -> str:
         return f"imbalance {t['imbalance'].dropna().astype(str).iloc[0]}"
     mino = compare.minority_classes(t)
     keep = t["minority_keep"].dropna().iloc[0] if "minority_keep" in t and t["minority_keep"].notna().any() else 0.1
-    names = f"{mino[0]}-{mino[-1]}" if mino == list(range(mino[0], mino[-1] + 1)) else ", ".join(map(str, mino))
+    if not mino:
+        return "no minority class"
+    if "dataset" in t and t["dataset"].astype(str).str.startswith(("imagefolder:", "table:")).any():
+        labels = class_names(t)  # own data: by name
+        names = ", ".join(labels.get(c, str(c)) for c in mino)
+    elif mino == list(range(mino[0], mino[-1] + 1)):
+        names = f"{mino[0]}-{mino[-1]}"
+    else:
+        names = ", ".join(map(str, mino))
     return f"classes {names} kept at {keep * 100:g}%"
 
 
@@ -338,7 +343,7 @@ def _confusions(doc, t, sweep, fig_dir, exp):
         cm = np.sum([json.loads(c) for c in r["best_confusion"].astype(str)], axis=0)
         tag = "".join(ch if ch.isalnum() else "_" for ch in label.split(" (")[0])
         png = plots.confusion_plot(cm.tolist(), fig_dir, f"{exp}_confusion_{tag}", f"{label}: test confusion "
-                                   f"({len(r)} seed(s) summed)", mino)
+                                   f"({len(r)} seed(s) summed)", mino, class_names(t))
         doc.figure(png, f"Test confusion matrix, {label}: colour = share of the true class, numbers = images.")
 
 

@@ -36,6 +36,8 @@ HAND_COUNTS = {
     "cifar_cnn": conv(1, 32) + conv(32, 64) + conv(64, 128)
     + dense(128 * 3 * 3, 256) + dense(256, 128) + dense(128, 10),
     "vgg": conv(3, 16) + conv(16, 32) + conv(32, 64) + dense(64, 256) + dense(256, 10),
+    # defaults hidden=128, layers=2, on the flattened 784 pixels
+    "mlp": dense(784, 128) + dense(128, 128) + dense(128, 10),
 }
 
 
@@ -97,7 +99,7 @@ def test_unknown_vgg_variant():
 
 
 def test_options_default_and_unrelated_keys():
-    assert OPTIONS == {"final_relu": False, "pretrained": True, "vgg_variant": "vgg16"}
+    assert OPTIONS == {"final_relu": False, "pretrained": True, "vgg_variant": "vgg16", "hidden": 128, "layers": 2}
     config = {"lr": 0.1, "sampler": "oversample", "vgg_variant": "tiny", "pretrained": False}
     assert count_parameters(build_model("vgg", MNIST, options=config)) == HAND_COUNTS["vgg"]
 

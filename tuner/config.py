@@ -7,6 +7,7 @@ settings are declared beside their code in `tuner.remedies`, model options in `t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,24 +38,51 @@ def one_of(*names):
     return lambda v: None if v in names else "one of " + ", ".join(names)
 
 
+# Class lists and dicts take indices or, for own data, class (folder or label) names; whether they
+# exist is checked once the data is known (`tuner.owndata.settle`). The built-in datasets have
+# classes 0-9, checked here at once (`_builtin_classes`).
 def _classes(v):
-    if all(isinstance(c, int) and 0 <= c <= 9 for c in v):
+    if all((isinstance(c, int) and not isinstance(c, bool) and c >= 0) or (isinstance(c, str) and c) for c in v):
         return None
-    return "a list of class labels in 0-9"
+    return "a list of class names or indices >= 0"
 
 
 def _imbalance(v):
     if isinstance(v, str):
+        if v == "natural":
+            return None
         try:
             rho = float(v.split(":", 1)[1]) if v.startswith("long_tail:") else None
         except ValueError:
             rho = None
-        return None if rho is not None and 0 < rho <= 1 else "a dict class->fraction or 'long_tail:RHO' with 0 < RHO <= 1"
+        return None if rho is not None and 0 < rho <= 1 else ("a dict class->fraction, 'natural' or 'long_tail:RHO' "
+                                                             "with 0 < RHO <= 1")
     for c, f in v.items():
-        if not str(c).lstrip("-").isdigit() or not 0 <= int(c) <= 9:
-            return f"class labels in 0-9 (got class {c!r})"
-        if not 0 < float(f) <= 1:
+        if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < float(f) <= 1:
             return f"kept fractions in (0, 1] (got {f!r} for class {c})"
+    return None
+
+
+def _builtin_classes(cfg: dict) -> None:
+    """The built-in datasets' classes are the labels 0-9."""
+    bad = [c for c in cfg["minority_classes"] if not (isinstance(c, int) and 0 <= c <= 9)]
+    if bad:
+        raise ConfigError(f"minority_classes={cfg['minority_classes']!r} is not allowed: expected a list of class labels in 0-9")
+    if isinstance(cfg["imbalance"], dict):
+        for c in cfg["imbalance"]:
+            if not str(c).lstrip("-").isdigit() or not 0 <= int(c) <= 9:
+                raise ConfigError(f"imbalance={cfg['imbalance']!r} is not allowed: expected class labels in 0-9 (got class {c!r})")
+    if cfg["class_weights"] is not None and len(cfg["class_weights"]) != 10:
+        raise ConfigError(f"class_weights={cfg['class_weights']!r} is not allowed: expected a list of 10 per-class weights, each > 0")
+
+
+def _size(v):
+    from tuner.owndata import parse_size
+
+    try:
+        parse_size(v)
+    except ValueError:
+        return "H or H,W in pixels, each >= 1"
     return None
 
 
@@ -63,15 +91,22 @@ CORE: dict[str, Param] = {
     "group": Param("", str, help="label of a study group (unbalanced, augmented, irm, ...)"),
     "budget": Param("", str, help="budget name, recorded in every result"),
     "objectives": Param("", str, help="metrics of a multi-objective (Pareto) search, comma-separated, recorded in every result"),
-    "dataset": Param("mnist", str, help="dataset name: mnist, mnist-sample, cifar10"),
+    "dataset": Param("mnist", str, help="dataset name: mnist, mnist-sample, cifar10, imagefolder:PATH, table:PATH"),
     "dataset_fallback": Param(False, bool, help="fall back to mnist-sample when the dataset is unavailable"),
     "data_dir": Param(None, str, help="data folder (else $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)"),
     "model": Param("lstm", str, help="model name (tuner.models.MODELS)"),
     "seed": Param(0, int, help="seed of initialisation, sampling and augmentation"),
     "data_seed": Param(0, int, help="seed of the imbalanced subset and the validation split"),
-    "minority_classes": Param([0, 1, 2, 3, 4], list, _classes, "minority classes (group I)"),
-    "minority_keep": Param(0.1, float, fraction, "kept fraction of each minority class"),
+    "minority_classes": Param([0, 1, 2, 3, 4], list, _classes,
+                              "minority classes (group I); own data: names or indices, default those under half the median count"),
+    "minority_keep": Param(0.1, float, fraction, "kept fraction of each minority class (own data: 1, natural counts)"),
     "imbalance": Param(None, (dict, str), _imbalance, "class -> kept fraction, or 'long_tail:RHO'"),
+    # own data (tuner.owndata): imagefolder:PATH and table:PATH
+    "image_size": Param(None, (int, str, list), _size, "imagefolder: resize every image to H or H,W pixels"),
+    "test_fraction": Param(0.2, float, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)",
+                           "own data without a test folder: stratified, seeded (data_seed) test split"),
+    "label": Param(None, str, help="table: the label column"),
+    "impute": Param("drop", str, one_of("drop", "median"), "table: rows with missing values dropped, or imputed with the training median"),
     "val_fraction": Param(0.1, float, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)"),
     "epochs": Param(10, int, positive, "maximum epochs"),
     "batch_size": Param(256, int, positive),
@@ -94,7 +129,8 @@ FP16_ON_CPU = ("precision='fp16' needs a CUDA GPU (CPU kernels such as the LSTM'
 def all_params() -> dict[str, Param]:
     from tuner import models, pairs, remedies
 
-    model_params = {k: Param(v, type(v), help="model option") for k, v in models.OPTIONS.items()}
+    checks = {"hidden": positive, "layers": non_negative}  # the mlp's width and depth
+    model_params = {k: Param(v, type(v), checks.get(k), help="model option") for k, v in models.OPTIONS.items()}
     return {**CORE, **model_params, **remedies.PARAMS, **pairs.PARAMS}
 
 
@@ -107,9 +143,10 @@ def coerce(key: str, value: Any, param: Param) -> Any:
     if value is None:
         return None
     kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
-    if isinstance(value, str) and str not in kinds:
+    structured = isinstance(value, str) and value[:1] in "[{" and (dict in kinds or list in kinds)
+    if isinstance(value, str) and (str not in kinds or structured):  # imbalance={...} is a dict, not text
         try:
-            value = json.loads(value.replace("'", '"')) if value[:1] in "[{" else _scalar(value)
+            value = _loose_json(value.replace("'", '"')) if value[:1] in "[{" else _scalar(value)
         except (json.JSONDecodeError, ValueError):
             pass
     if bool in kinds and isinstance(value, bool):
@@ -124,6 +161,24 @@ def coerce(key: str, value: Any, param: Param) -> Any:
         return value
     names = " or ".join(k.__name__ for k in kinds)
     raise ConfigError(f"{key}={value!r} has the wrong type: expected {names}")
+
+
+def _loose_json(s: str):
+    """JSON, where class names may go unquoted as typed in a shell: [cat,dog], {cat:0.5}."""
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError:
+        pass
+
+    def quote(m):
+        token = m.group(2).strip()
+        try:
+            json.loads(token)
+            return m.group(1) + token
+        except json.JSONDecodeError:
+            return m.group(1) + json.dumps(token)
+
+    return json.loads(re.sub(r'([\[{,:])([^\[\]{},:"]+)(?=[,\]}:])', quote, s))
 
 
 def _scalar(s: str):
@@ -156,8 +211,13 @@ def resolve(config: dict) -> dict:
 
     if cfg["model"] not in models.MODELS:
         raise ConfigError(f"unknown model {cfg['model']!r}: choose one of {', '.join(sorted(models.MODELS))}")
-    if cfg["dataset"] not in data.DATASETS and not cfg["dataset"].startswith("imagefolder:"):
-        raise ConfigError(f"unknown dataset {cfg['dataset']!r}: choose one of {', '.join(sorted(data.DATASETS))}")
+    if not data.is_own(cfg["dataset"]):
+        data._check_known(cfg["dataset"])
+        _builtin_classes(cfg)
+    kind = cfg["dataset"].split(":", 1)[0]
+    for key, applies in (("image_size", "imagefolder"), ("label", "table")):
+        if cfg[key] is not None and kind != applies:  # silently ignored, it would mislead
+            raise ConfigError(f"{key}={cfg[key]!r} applies to {applies}:PATH data only, not to dataset {cfg['dataset']!r}")
     if cfg["precision"] == "fp16" and cfg["device"] == "cpu":
         raise ConfigError(FP16_ON_CPU)
     remedies.check(cfg)

@@ -24,7 +24,13 @@ SAMPLE_FILE = Path(__file__).parent / "sample_data" / "mnist_sample.npz"
 
 @dataclass(frozen=True)
 class Images:
-    """One decoded dataset: uint8 images (N, C, H, W), int64 labels, the normalisation constants."""
+    """One decoded dataset: uint8 images (N, C, H, W), int64 labels, the normalisation constants.
+
+    A table (`kind="table"`, `tuner.tables`) holds float32 feature vectors (N, F), already
+    standardised on its training split (mean 0, std 1): the same batch path serves both, since
+    only the dtype (uint8 pixels are scaled by 1/255) and the shape differ. `info` holds what the
+    loader found (source, counts as found, notes), for the console and the results.
+    """
 
     name: str
     train_x: np.ndarray
@@ -34,6 +40,8 @@ class Images:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...] = field(default_factory=lambda: tuple(str(c) for c in range(10)))
+    kind: str = "image"  # image | table
+    info: dict = field(default_factory=dict, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -170,11 +178,25 @@ def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
 
 
-def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: bool = False) -> Images:
+OWN_PREFIXES = ("imagefolder:", "table:")
+
+
+def is_own(name: str) -> bool:
+    """A user's own data: `imagefolder:PATH` or `table:PATH` (tuner.owndata)."""
+    return str(name).startswith(OWN_PREFIXES)
+
+
+def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: bool = False,
+                 options: dict | None = None) -> Images:
     """Load a dataset by name. With `fallback` (the user asked for the default dataset), an
-    unavailable dataset falls back to the shipped `mnist-sample` with one warning."""
-    _check_known(name)
+    unavailable dataset falls back to the shipped `mnist-sample` with one warning. Own data
+    (`imagefolder:PATH`, `table:PATH`) reads its settings (image_size, label, ...) from `options`."""
     root = resolve_data_dir(data_dir)
+    if is_own(name):
+        from tuner import owndata
+
+        return owndata.load(name, options or {}, root)
+    _check_known(name)
     try:
         return DATASETS[name](root, download)
     except DatasetUnavailable as e:
@@ -186,7 +208,8 @@ def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: b
 
 def check_dataset_available(name: str, data_dir=None) -> None:
     """Cheap check before any expensive work: the data folder, when given, must exist."""
-    _check_known(name)
+    if not is_own(name):
+        _check_known(name)
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise ConfigError(f"data folder {str(data_dir)!r} does not exist: pass an existing --data-dir")
 
@@ -195,15 +218,18 @@ def _check_known(name: str) -> None:
     if name not in DATASETS:
         from tuner import pairs  # noqa: F401  registers the digit_pairs datasets (it imports this module)
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
+        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}, "
+                          "imagefolder:PATH or table:PATH")
 
 
 # --- imbalance and validation split (indices only) -----------------------------------------
 
 def keep_fractions(config: dict, num_classes: int = 10) -> dict[int, float]:
     """class -> kept fraction, from `imbalance` (a dict, or 'long_tail:RHO') or from
-    `minority_classes` + `minority_keep` (the studies' step profile)."""
+    `minority_classes` + `minority_keep` (the studies' step profile); 'natural' keeps everything."""
     imb = config.get("imbalance")
+    if imb == "natural":
+        return {c: 1.0 for c in range(num_classes)}
     if isinstance(imb, str) and imb.startswith("long_tail:"):
         return long_tail(float(imb.split(":", 1)[1]), num_classes)
     if isinstance(imb, dict):
@@ -246,9 +272,11 @@ def make_split(images: Images, config: dict, min_val_per_class: int = 3) -> Spli
     counts = images.class_counts(idx)
     for c, n in enumerate(counts):
         if n < 2:
+            name = "" if images.classes[c] == str(c) else f" ({images.classes[c]})"
             raise ConfigError(
-                f"class {c} has {n} training image(s) after imbalance (keep {fracs[c]:g} of "
-                f"{images.class_counts()[c]}): need at least 2, raise its kept fraction"
+                f"class {c}{name} has {n} training image(s) after imbalance (keep {fracs[c]:g} of "
+                f"{images.class_counts()[c]}): need at least 2, "
+                + ("raise its kept fraction" if fracs[c] < 1 else "add examples of it or leave the class out")
             )
     rng = np.random.default_rng(config["data_seed"] + 1)
     train, val = [], []

@@ -33,13 +33,17 @@ class DeviceData:
         train_idx = torch.from_numpy(split.train_idx).to(device)
         labels = self.train_y[train_idx]
         self.by_class = [train_idx[labels == c] for c in range(images.num_classes)]
-        shape = (1, -1, 1, 1)
+        # per channel (images, N x C x H x W) or per feature (tables, N x F)
+        shape = (1, -1) + (1,) * (images.train_x.ndim - 2)
         self.mean = torch.tensor(images.mean, device=device).view(shape)
         self.std = torch.tensor(images.std, device=device).view(shape)
         self.num_classes = images.num_classes
 
     def pixels(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> float pixels in [0, 1] (augmentation works on this scale)."""
+        """uint8 images -> float pixels in [0, 1] (augmentation works on this scale); a table's
+        float features are already standardised and pass as they are."""
+        if x_uint8.dtype != torch.uint8:
+            return x_uint8.float()
         return x_uint8.float().div_(255)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ global torch RNG so a fixed torch.manual_seed gives identical weights.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -21,7 +22,7 @@ from torchvision.models.vgg import make_layers
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 # Config keys the models read, with their defaults.
-OPTIONS = {"final_relu": False, "pretrained": True, "vgg_variant": "vgg16"}
+OPTIONS = {"final_relu": False, "pretrained": True, "vgg_variant": "vgg16", "hidden": 128, "layers": 2}
 
 
 def register(name: str):
@@ -36,6 +37,26 @@ def build_model(name, input_shape, num_classes=10, options=None) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
     return MODELS[name](tuple(input_shape), num_classes, {**OPTIONS, **(options or {})})
+
+
+def check_input(name: str, input_shape, options=None) -> str | None:
+    """Why model `name` cannot take inputs of `input_shape` ((C, H, W) images, (F,) feature
+    vectors), or None when it can. Asked before a search starts, so no trial fails on a shape."""
+    options = {**OPTIONS, **(options or {})}
+    if name == "mlp":
+        return None if options["hidden"] >= 1 and options["layers"] >= 0 else "hidden must be >= 1 and layers >= 0"
+    if name.startswith("pairs_"):
+        return None  # the digit_pairs study checks its own data (tuner.pairs)
+    if len(input_shape) != 3:
+        return "it reads images (C x H x W); for feature vectors use model=mlp"
+    c, h, w = input_shape
+    if name in ("cnn",) and min(h, w) < 2:
+        return "it pools once: images need at least 2x2 pixels; set image_size"
+    if name == "cifar_cnn" and min(h, w) < 8:
+        return "it pools three times: images need at least 8x8 pixels; set image_size=8 or more, or use model=cnn"
+    if name == "vgg" and c not in (1, 3):
+        return f"its filters take 1 (grey) or 3 (RGB) channels, not {c}"
+    return None
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -109,6 +130,19 @@ class _LSTMMLP(nn.Module):
 @register("lstm_mlp")
 def lstm_mlp(input_shape, num_classes, options):
     return _LSTMMLP(input_shape, num_classes, bool(options["final_relu"]))
+
+
+# --- feature vectors (tables), or any input flattened ---
+
+
+@register("mlp")
+def mlp(input_shape, num_classes, options):
+    """`layers` hidden layers of `hidden` units (ReLU); layers=0 is logistic regression."""
+    width, blocks = math.prod(input_shape), []
+    for _ in range(int(options["layers"])):
+        blocks += [nn.Linear(width, int(options["hidden"])), nn.ReLU()]
+        width = int(options["hidden"])
+    return nn.Sequential(nn.Flatten(), *blocks, nn.Linear(width, num_classes))
 
 
 # --- convolutional models ---

@@ -87,7 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--budget", default="local", help="smoke | local (default) | paper")
-    p.add_argument("--dataset", help="mnist | mnist-sample | cifar10 (default: the experiment's)")
+    p.add_argument("--dataset", help="mnist | mnist-sample | cifar10 | imagefolder:PATH | table:PATH (your own data; "
+                   "settings such as --set image_size=64 or --set label=COLUMN; default: the experiment's)")
     p.add_argument("--data-dir", help="data folder (default $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)")
     p.add_argument("--num-samples", type=int, help="trials the searcher proposes (per grid point for grids)")
     p.add_argument("--max-epochs", type=int, help="maximum epochs per trial")
@@ -117,7 +118,9 @@ def list_experiments() -> str:
     from search_spaces import EXPERIMENTS
 
     width = max(map(len, EXPERIMENTS))
-    return "\n".join(f"{name:<{width}}  {exp.description}" for name, exp in EXPERIMENTS.items())
+    lines = [f"{name:<{width}}  {exp.description}" for name, exp in EXPERIMENTS.items()]
+    return "\n".join(lines + ["", "Any experiment runs on your own data: --dataset imagefolder:PATH (a folder per class) or "
+                              "--dataset table:PATH --set label=COLUMN (.csv, .parquet); see README, 'Your own data'."])
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -157,7 +160,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     # comma-separated metrics ask for a multi-objective search: the Pareto front of all of them
     objectives = tuple(m.strip() for m in (args.metric or exp.metric).split(","))
     for metric in objectives:
-        if metric not in metric_names():
+        if metric not in metric_names() and not re.fullmatch(r"(val_)?acc_\d+", metric):  # any class count
             raise ConfigError(f"--metric {metric!r}: choose a reported metric, e.g. val_balanced_acc, val_minority_acc, val_macro_f1")
         if args.metric and not metric.startswith("val_"):
             print(f"warning: selecting on {metric!r}, which is not a validation metric", file=sys.stderr)
@@ -181,6 +184,9 @@ def build_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"{exp.name} needs --set {missing[0]}=VALUE: {exp.description}")
     if args.dataset:
         fixed["dataset"] = args.dataset
+    if data_mod.is_own(fixed.get("dataset", "")):  # an absolute path: the same data whatever the working folder
+        kind, path = fixed["dataset"].split(":", 1)
+        fixed["dataset"] = f"{kind}:{Path(path).expanduser().resolve()}" if path else fixed["dataset"]
     fixed.setdefault("dataset", config_mod.CORE["dataset"].default)
     # only the default dataset may fall back to the shipped sample when it is unavailable
     fixed["dataset_fallback"] = not args.dataset and "dataset" not in exp.fixed and "dataset" not in sets
@@ -200,14 +206,6 @@ def build_plan(args: argparse.Namespace) -> Plan:
         searcher = "grid"
     num_samples = args.num_samples or (budget.num_samples if searcher != "grid" else 1)
 
-    # check every value any trial can get, now, not inside a trial on the cluster
-    for arm in arms or ({},):
-        base = {**fixed, **arm, "seed": seeds[0]}
-        config_mod.resolve({**base, **{k: _first(v) for k, v in space.items()}})
-        for key, spec in space.items():
-            for value in spec.grid_values() + ([spec.low, spec.high] if hasattr(spec, "low") else []):
-                config_mod.resolve({**base, key: value})
-
     if fixed.get("precision") == "fp16" and args.gpus_per_trial == 0:
         raise ConfigError(f"{config_mod.FP16_ON_CPU}, or give trials a GPU with --gpus-per-trial")
     storage = args.storage_path
@@ -226,12 +224,42 @@ def build_plan(args: argparse.Namespace) -> Plan:
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.max_concurrent,
         address=args.address, arms=arms, notes=notes, objectives=objectives,
     )
+    for cfg in plan_configs(plan):  # every value any trial can get, now, not inside a trial on the cluster
+        config_mod.resolve(cfg)
     if objectives:
         notes.append(f"multi-objective: Pareto front of {', '.join(objectives)} ({plan.mode}), every trial to the end")
     _check_run_dir(plan)
-    if plan.resume:
-        _check_resume_options(plan)
+    if plan.resume and not data_mod.is_own(fixed["dataset"]):
+        _check_resume_options(plan)  # own data: once the data has settled the class settings (settle_on_data)
     return plan
+
+
+def plan_configs(plan: Plan):
+    """Every config a trial of the plan can get, as far as checks go: each arm with the first value
+    of every searched setting, and each searched value (and range end) alone."""
+    for arm in plan.arms or ({},):
+        base = {**plan.fixed, **arm, "seed": plan.seeds[0]}
+        yield {**base, **{k: _first(v) for k, v in plan.space.items()}}
+        for key, spec in plan.space.items():
+            for value in spec.grid_values() + ([spec.low, spec.high] if hasattr(spec, "low") else []):
+                yield {**base, key: value}
+
+
+def settle_on_data(plan: Plan, images) -> None:
+    """Once the data is loaded, before Ray: own data fixes its class settings (names -> indices, the
+    minority classes, natural imbalance; `tuner.owndata.settle`), explicitly in every trial's config;
+    then every config is checked against the data (the model takes its shape, ...)."""
+    from tuner import owndata
+
+    if data_mod.is_own(plan.fixed["dataset"]):
+        plan.fixed.update(owndata.settle(plan.fixed, images))
+        if images.info.get("test_split", "").startswith("stratified"):  # the split's settings, in every result
+            for key in ("test_fraction", "data_seed"):
+                plan.fixed.setdefault(key, config_mod.CORE[key].default)
+        if plan.resume:
+            _check_resume_options(plan)
+    for cfg in plan_configs(plan):
+        owndata.check_fits(config_mod.resolve(cfg), images)
 
 
 def _first(spec):
@@ -339,6 +367,7 @@ def describe(plan: Plan, images=None, split_counts=None) -> str:
         f"Model       {plan.fixed.get('model', config_mod.CORE['model'].default)}",
         f"Data        {images.name if images else plan.fixed['dataset']}"
         + (f", training counts per class {list(split_counts)}" if split_counts is not None else ""),
+        *(f"            {line}" for line in (owndata_lines(plan, images) if images is not None else [])),
         f"Searcher    {plan.searcher} over {searched}; selecting on {plan.metric} ({plan.mode})",
         f"Scheduler   " + (f"ASHA (grace {plan.grace_period} epochs, reduction factor {plan.reduction_factor})"
                            if plan.asha else "none: every trial runs to the end"),
@@ -347,6 +376,15 @@ def describe(plan: Plan, images=None, split_counts=None) -> str:
         f"Results     {plan.run_dir}",
     ]
     return "\n".join(lines + [f"Note        {n}" for n in plan.notes])
+
+
+def owndata_lines(plan: Plan, images) -> list[str]:
+    """Own data: what was found (classes, counts, minority classes), shown before the search starts."""
+    if not data_mod.is_own(images.name):
+        return []
+    from tuner import owndata
+
+    return owndata.describe(images, plan.fixed.get("minority_classes", []))
 
 
 def param_space(plan: Plan) -> dict:
@@ -378,7 +416,8 @@ def param_space(plan: Plan) -> dict:
 
 def load_images(plan: Plan):
     # before Ray: an unavailable dataset fails here in seconds; the default may fall back (warning)
-    return data_mod.load_dataset(plan.fixed["dataset"], plan.fixed.get("data_dir"), fallback=plan.fixed["dataset_fallback"])
+    return data_mod.load_dataset(plan.fixed["dataset"], plan.fixed.get("data_dir"), fallback=plan.fixed["dataset_fallback"],
+                                 options=plan.fixed)
 
 
 def make_tuner(plan: Plan, images, cluster_cpus: float):
@@ -618,6 +657,7 @@ def main(argv=None) -> int:
     try:
         plan = build_plan(args)
         images = load_images(plan)
+        settle_on_data(plan, images)
         check_resume_dataset(plan, images)
         split = data_mod.make_split(images, config_mod.resolve({**plan.fixed, **{k: _first(v) for k, v in plan.space.items()}, **(plan.arms[0] if plan.arms else {})}))
     except ConfigError as e:

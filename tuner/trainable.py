@@ -7,6 +7,7 @@ epoch by epoch and reports every metric. Plain PyTorch; Ray only enters through 
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -139,9 +140,11 @@ class Precision:
 
 
 def dataset_for(cfg: dict) -> Images:
-    key = (cfg["dataset"], cfg["data_dir"], cfg["dataset_fallback"])
+    from tuner.owndata import LOAD_KEYS
+
+    key = (cfg["dataset"], cfg["data_dir"], cfg["dataset_fallback"], *(str(cfg[k]) for k in LOAD_KEYS))
     if key not in _loaded:
-        _loaded[key] = load_dataset(cfg["dataset"], cfg["data_dir"], fallback=cfg["dataset_fallback"])
+        _loaded[key] = load_dataset(cfg["dataset"], cfg["data_dir"], fallback=cfg["dataset_fallback"], options=cfg)
     return _loaded[key]
 
 
@@ -219,9 +222,12 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     cfg = config_mod.resolve(config)
     reporter = reporter or LocalReporter()
     images = data if data is not None else dataset_for(cfg)
-    from tuner import pairs  # the digit_pairs study: its own targets, models and loss (it imports this module)
+    from tuner import owndata, pairs  # pairs: the digit_pairs study: its own targets, models and loss (it imports this module)
     if pairs.is_pairs(cfg):
         return pairs.train_pairs(cfg, images, reporter)
+    if owndata.is_own(images.name):  # class names -> indices, the minority classes, natural imbalance
+        cfg = config_mod.resolve({**config, **owndata.settle(config, images)})
+    owndata.check_fits(cfg, images)
     device = resolve_device(cfg["device"])
     if cfg["precision"] == "fp16" and device.type != "cuda":
         raise config_mod.ConfigError(config_mod.FP16_ON_CPU)
@@ -257,6 +263,10 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         "precision": cfg["precision"],  # recorded whether or not the search set it
         "remedies": ",".join(remedies.active(cfg)),
         "train_counts": split.counts.tolist(),
+        # the classes by name, and their counts as found (training part, before any imposed imbalance)
+        "classes": json.dumps(list(images.classes)),  # JSON text: Tune's TensorBoard logger rejects lists of text
+        "found_counts": images.info.get("found_counts", images.class_counts().tolist()),
+        "test_counts": np.bincount(images.test_y, minlength=images.num_classes).tolist(),
         "num_params": count_parameters(model),
         "model_bytes": model_bytes(model),
         "node_id": getattr(reporter, "node_id", None),  # Ray trials only
