@@ -238,10 +238,22 @@ def paired_test(trials: pd.DataFrame, baseline: Selector, candidate: Selector, m
 
 def paired_vs_baseline(trials: pd.DataFrame, param: str, metric: str = "balanced_acc", baseline=None,
                        pair_on: str = "seed", alpha: float = 0.05) -> pd.DataFrame:
-    """One paired test per value of `param` against its baseline value (default: the no-remedy value)."""
+    """One paired test per value of `param` against its baseline value (default: the no-remedy value).
+    The values form one family: `p_adjusted` is Benjamini-Hochberg over them, and `within_noise`
+    is decided on it (p_adjusted >= alpha), so a sweep of many values claims no chance difference."""
     baseline = baseline_value(trials, param) if baseline is None else baseline
     rows = []
     for value in (v for v in value_order(trials, param) if v != baseline):
         r = paired_test(trials, {param: baseline}, {param: value}, metric, pair_on, alpha)
         rows.append({param: value, "baseline": baseline, **r.to_dict()})
-    return pd.DataFrame(rows)
+    return with_adjusted_p(pd.DataFrame(rows), alpha)
+
+
+def with_adjusted_p(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Add `p_adjusted` (Benjamini-Hochberg over the rows: one family) and decide `within_noise` on it."""
+    if tests.empty:
+        return tests.assign(p_adjusted=pd.Series(dtype=float))
+    tests = tests.copy()
+    tests["p_adjusted"] = stats.adjust_bh(tests["p_value"])
+    tests["within_noise"] = ~(tests["p_adjusted"] < alpha)  # NaN (too few seeds): within noise
+    return tests

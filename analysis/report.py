@@ -362,10 +362,14 @@ class Report:
             for _, r in res.iterrows():
                 rows.append({p: fmt.value_str(r[p]), "metric": fmt.header(m), "common seeds": r["n"],
                              "difference vs baseline": fmt.diff(r, m), "p (paired t)": fmt.pvalue(r["p_value"]),
+                             "p adjusted (BH)": fmt.pvalue(r["p_adjusted"]),
                              "within noise": "yes" if r["within_noise"] else "no"})
         if rows:
+            family = len(res)
             self.doc.table(pd.DataFrame(rows), f"Paired t-tests over seeds against the baseline {p}={fmt.value_str(base)} "
-                           "(difference in percentage points, mean [95% CI])")
+                           "(difference in percentage points, mean [95% CI]). The values of one metric are one family "
+                           f"of {family} tests: p is Benjamini-Hochberg adjusted over them, and 'within noise' is "
+                           "decided on the adjusted p (>= 0.05), so a sweep of many values claims no chance difference")
 
     def per_class(self, trials: pd.DataFrame, tag: str):
         table = compare.per_class_table(trials, "group", "acc_", stats_=("mean", "std", "n"))

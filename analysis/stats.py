@@ -28,6 +28,19 @@ def summarize(values) -> dict:
     return {"mean": mean, "std": std, "n": n, "ci95_low": mean - half, "ci95_high": mean + half}
 
 
+def adjust_bh(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values of one family of tests (scipy's false_discovery_control):
+    when a sweep compares many values with one baseline, some raw p < 0.05 come by chance; the
+    adjusted p keep the expected share of false discoveries at alpha. NaN p-values (fewer than 2
+    seeds) stay NaN and do not count in the family."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, math.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = _st.false_discovery_control(p[ok], method="bh")
+    return out
+
+
 def paired(baseline, candidate, alpha: float = 0.05) -> dict:
     """Paired t-test of candidate - baseline over matched seeds (equal-length sequences, NaN pairs dropped).
 

@@ -110,19 +110,25 @@ def summary_table(t: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
 
 
 def paired_rows(t: pd.DataFrame, base: str, groups: list[str], metrics=("minority_acc", "balanced_acc")) -> pd.DataFrame:
-    """Each group vs `base` over matched seeds (paired t-test); needs 2+ common seeds to say anything."""
+    """Each group vs `base` over matched seeds (paired t-test); needs 2+ common seeds to say anything.
+    The groups of one metric are one family: p is Benjamini-Hochberg adjusted over them, and the
+    verdict "within seed noise" is decided on the adjusted p."""
     rows = []
-    for g in groups:
-        for m in metrics:
-            r = compare.paired_test(t, {"group": base}, {"group": g}, m)
+    for m in metrics:
+        tests = compare.with_adjusted_p(pd.DataFrame(
+            [{"group": g, **compare.paired_test(t, {"group": base}, {"group": g}, m).to_dict()} for g in groups]))
+        for _, r in tests.iterrows():
             diff = "–" if r["n"] < 1 else f"{r['diff_mean'] * 100:+.1f} pp"
             if r["n"] >= 2:
                 diff += f" [{r['diff_ci95_low'] * 100:+.1f}, {r['diff_ci95_high'] * 100:+.1f}]"
-            rows.append({"group": g, "metric": plots.metric_label(m).replace(" (%)", ""), "common seeds": int(r["n"]),
-                         f"difference vs {base}": diff,
+            rows.append({"group": r["group"], "metric": plots.metric_label(m).replace(" (%)", ""),
+                         "common seeds": int(r["n"]), f"difference vs {base}": diff,
                          "p (paired t)": "–" if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}",
+                         f"p adjusted (BH, {len(groups)} tests)": "–" if math.isnan(r["p_adjusted"]) else
+                         f"{r['p_adjusted']:.3g}",
                          "within seed noise": "yes" if r["within_noise"] else "no"})
-    return pd.DataFrame(rows)
+    order = {g: i for i, g in enumerate(groups)}
+    return pd.DataFrame(rows).sort_values("group", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
 
 
 # --- figures ------------------------------------------------------------------------------------

@@ -354,6 +354,34 @@ def test_paired_vs_baseline_uses_the_no_remedy_value():
     assert res.iloc[0]["diff_mean"] == pytest.approx(0.2) and res.iloc[0]["n"] == 3
 
 
+def _bh_by_hand(p):
+    """Benjamini-Hochberg written out: sort ascending, p_(i) * m / i, then the running minimum from the top."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    m, adjusted, running = len(p), [0.0] * len(p), 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p[i] * m / rank)
+        adjusted[i] = running
+    return adjusted
+
+
+def test_a_sweep_of_paired_tests_is_corrected_as_one_family():
+    from scipy.stats import ttest_rel
+
+    base = [0.80, 0.85, 0.90]
+    # four values: one clear gain, one borderline gain (raw p < 0.05), two with no real difference
+    values = {2.0: [0.90, 0.96, 1.00], 3.0: [0.835, 0.87, 0.935], 4.0: [0.81, 0.84, 0.91], 5.0: [0.79, 0.86, 0.89]}
+    rows = [{"minority_weight": 1.0, "seed": s, "minority_acc": v} for s, v in enumerate(base)]
+    rows += [{"minority_weight": w, "seed": s, "minority_acc": v} for w, vs in values.items() for s, v in enumerate(vs)]
+    res = compare.paired_vs_baseline(pd.DataFrame(rows), "minority_weight", "minority_acc").set_index("minority_weight")
+    raw = [ttest_rel(values[w], base).pvalue for w in values]
+    assert res["p_value"].tolist() == pytest.approx(raw)
+    assert res["p_adjusted"].tolist() == pytest.approx(_bh_by_hand(raw))
+    assert raw[1] < 0.05 <= res.loc[3.0, "p_adjusted"]  # significant alone, not among four tests
+    assert res.loc[3.0, "within_noise"] and not res.loc[2.0, "within_noise"]
+    assert res["within_noise"].tolist() == [not (p < 0.05) for p in _bh_by_hand(raw)]
+
+
 def test_aliases_are_params_that_vary_together():
     t = pd.DataFrame({"group": ["a", "a", "b", "b"], "model": ["m1", "m1", "m2", "m2"], "lr": [0.1, 0.2, 0.1, 0.2],
                       "x": [1.0, 2.0, 3.0, 4.0], "y": [5.0, 6.0, 7.0, 8.0]})
