@@ -191,3 +191,15 @@ def test_resume_on_a_machine_that_falls_back_to_the_sample_is_refused(tmp_path, 
     err = capsys.readouterr().err
     assert ("error: --resume: run 'old' trained on dataset 'mnist' but this command loaded 'mnist-sample'; "
             "resume where 'mnist' is available (--data-dir) or start a new --name") in err
+
+
+def test_the_paper_budget_never_falls_back_to_the_sample(tmp_path, capsys):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as e:
+        main(["rnn_noise_irm", "--budget", "paper", "--data-dir", str(empty), "--storage-path", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "dataset 'mnist' unavailable" in err and str(empty) in err
+    assert "--budget paper runs on the real data only" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

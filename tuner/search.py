@@ -189,7 +189,9 @@ def build_plan(args: argparse.Namespace) -> Plan:
         fixed["dataset"] = f"{kind}:{Path(path).expanduser().resolve()}" if path else fixed["dataset"]
     fixed.setdefault("dataset", config_mod.CORE["dataset"].default)
     # only the default dataset may fall back to the shipped sample when it is unavailable
-    fixed["dataset_fallback"] = not args.dataset and "dataset" not in exp.fixed and "dataset" not in sets
+    # the paper budget never shrinks silently: without its data it stops, naming what is missing
+    fixed["dataset_fallback"] = (not args.dataset and "dataset" not in exp.fixed and "dataset" not in sets
+                                 and args.budget != "paper")
     if args.data_dir:
         fixed["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
         if not Path(fixed["data_dir"]).is_dir():
@@ -416,8 +418,14 @@ def param_space(plan: Plan) -> dict:
 
 def load_images(plan: Plan):
     # before Ray: an unavailable dataset fails here in seconds; the default may fall back (warning)
-    return data_mod.load_dataset(plan.fixed["dataset"], plan.fixed.get("data_dir"), fallback=plan.fixed["dataset_fallback"],
-                                 options=plan.fixed)
+    try:
+        return data_mod.load_dataset(plan.fixed["dataset"], plan.fixed.get("data_dir"),
+                                     fallback=plan.fixed["dataset_fallback"], options=plan.fixed)
+    except ConfigError as e:
+        if plan.budget_name == "paper":
+            raise ConfigError(f"{e}; --budget paper runs on the real data only (no fallback to the shipped "
+                              "sample): pass --data-dir DIR") from None
+        raise
 
 
 def make_tuner(plan: Plan, images, cluster_cpus: float):
