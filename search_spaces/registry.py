@@ -57,6 +57,11 @@ class Budget:
     fixed: dict = field(default_factory=dict)  # settings this budget changes (e.g. dataset for smoke)
     max_concurrent: int | None = None
     groups: tuple | None = None  # a study's arms (group labels) this budget runs; None: every arm
+    # Sized in optimizer steps: a trial trains ceil(max_steps / steps per epoch) epochs (at most
+    # max_epochs) on the data actually loaded, so the 2,475-image sample gets as many updates as
+    # full MNIST instead of a twelfth of them. grace_steps sizes ASHA's first rung the same way.
+    max_steps: int | None = None
+    grace_steps: int | None = None
 
 
 # Shared budgets. `local` must finish within ~15 minutes on a 2-core CPU on full MNIST.

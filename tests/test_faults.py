@@ -112,8 +112,7 @@ def test_ctrl_c_then_sigterm_then_resume_keep_every_finished_trial(tmp_path):
     argv = ["lstm_weighted", "--budget", "smoke", "--max-epochs", str(epochs), "--no-asha", "--searcher", "random",
             "--num-samples", "6", "--max-concurrent", "1", "--storage-path", str(tmp_path), "--name", "S"]
     # one trial at a time: after a stop there is always work left, however fast the machine is
-    expected_resume = ["python", "-m", "tuner.search", *argv[:-4], "--name", "S", "--storage-path", str(tmp_path),
-                       "--resume"]
+    expected_resume = ["python", "-m", "tuner.search", "--resume", str(run)]  # the run recorded its options
 
     # 1. Ctrl-C once a trial has finished: a terminal sends SIGINT to the whole process group
     d = Driver(argv, tmp_path / "run1.log")
