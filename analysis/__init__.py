@@ -39,7 +39,7 @@ def _load(path, which: str, metric, mode):
     if run_dirs:
         trials, epochs = export.build(run_dirs, metric, mode)
         frames.append(trials if which == "trials" else epochs)
-    frames += [pd.read_parquet(p) for p in parquet]
+    frames += [dtypes.from_parquet(pd.read_parquet(p)) for p in parquet]
     if len(frames) == 1:
         return frames[0]
     out = dtypes.concat(frames)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import frames
+from analysis import dtypes, frames
 from analysis.rundir import RunFiles, fetch_remote, read_run
 
 TRIALS_FILE = "trials.parquet"
@@ -46,7 +46,9 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        df.to_parquet(tmp, index=False)
+        import pyarrow.parquet as pq
+
+        pq.write_table(dtypes.to_arrow(df), tmp)  # lists as native Parquet list columns
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
