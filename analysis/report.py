@@ -421,7 +421,7 @@ class Report:
                         "proposed it, and the best so far.")
             params = [p for p in compare.varying(r) if p != "experiment"]
             try:
-                imp, method = importance.param_importance(r, params, self.metric, self.mode)
+                imp, method = importance.run_importance(r, params, self.metric, self.mode)
             except ValueError as e:
                 d.p(f"Parameter importance skipped for run {run}: {e}.")
                 continue

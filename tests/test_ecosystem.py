@@ -192,3 +192,30 @@ def test_export_reads_a_run_through_pyarrow_fs(tmp_path):
     assert main([f"file://{run}", "--out", str(tmp_path / "out")]) == 0
     trials = pd.read_parquet(tmp_path / "out" / "trials.parquet")
     assert trials["trial_id"].tolist() == ["a"] and trials["lr"].tolist() == [0.01]
+
+
+def test_report_importance_reads_the_runs_optuna_study(tmp_path, monkeypatch):
+    import optuna
+
+    from analysis import importance
+    from tuner.search import optuna_storage
+
+    run = tmp_path / "R"
+    study = optuna.create_study(study_name="R", storage=optuna_storage(str(run)), direction="maximize")
+    for i in range(8):  # the value follows x only: x explains everything, y nothing
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1), "y": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(trial, trial.params["x"] * 10)
+    # the trials table disagrees on purpose (values follow y): the study is what is read
+    trials = pd.DataFrame({"x": [t.params["x"] for t in study.trials], "y": [t.params["y"] for t in study.trials],
+                           "val_balanced_acc": [t.params["y"] for t in study.trials], "run_path": str(run),
+                           "search_metric": "val_balanced_acc"})
+    imp, method = importance.run_importance(trials, ["x", "y"], "val_balanced_acc")
+    assert method == "fANOVA (Optuna), from the run's Optuna study" and imp.index[0] == "x" and imp["x"] > 0.8
+    # another metric than the search's: the study does not know it, the table is replayed
+    _, method = importance.run_importance(trials.rename(columns={"val_balanced_acc": "val_macro_f1"}), ["x", "y"], "val_macro_f1")
+    assert "from the run's Optuna study" not in method
+    # without scikit-learn (the `analysis` extra): fewer than 20 trials, the report names the fallback it used
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.warns(UserWarning, match=r"pip install 'imbalance-tune\[analysis\]'"):
+        _, method = importance.run_importance(trials, ["x", "y"], "val_balanced_acc")
+    assert method == "|Spearman correlation| with the metric (normalised)"
