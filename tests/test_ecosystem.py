@@ -35,6 +35,8 @@ def test_console_script_runs_a_search_then_export_and_report(ray_session, tmp_pa
     assert main(["lstm_weighted", *SMOKE, "--storage-path", str(tmp_path), "--name", "C"]) == 0
     out = capsys.readouterr().out
     assert "Best configs by val_balanced_acc" in out and f"imbalance-tune report {tmp_path / 'C'}" in out
+    # Ray's TensorBoard event files, one per trial: `tensorboard --logdir RUN_DIR` (README)
+    assert len(list((tmp_path / "C").glob("trial_*/events.out.tfevents.*"))) == 2
     assert main(["export", str(tmp_path / "C")]) == 0
     assert len(pd.read_parquet(tmp_path / "C" / "trials.parquet")) == 2
     assert main(["report", str(tmp_path / "C"), "--out", str(tmp_path / "rep")]) == 0
@@ -93,7 +95,7 @@ EXPERIMENT = Experiment(
     fixed={"model": "lstm", "weight_decay": 1e-4}, space={"minority_weight": Range(2, 4, grid=(2, 4))},
     metric="val_minority_acc",
     budgets={"smoke": Budget(num_samples=1, max_epochs=1, fixed={"dataset": "mnist-sample"}),
-             "steps": Budget(num_samples=1, max_epochs=100, max_steps=20, fixed={"dataset": "mnist-sample"})},
+             "steps": Budget(num_samples=1, max_epochs=1, min_steps=20, fixed={"dataset": "mnist-sample"})},
 )
 '''
 YAML_EXPERIMENT = """
@@ -116,10 +118,10 @@ def test_an_experiment_file_is_listed_and_runs(ray_session, tmp_path, capsys):
     f.write_text(PY_EXPERIMENT)
     assert main(["--list", "--experiment-file", str(f)]) == 0
     assert "my_weighted_py      lstm, minority weight 2-4, from a Python file  [mine.py]" in capsys.readouterr().out
-    # the budget in steps: 20 steps of batch 256 on the sample's training images
+    # a budget of at least 20 steps: 2 epochs of batch 256 on the sample's training images
     assert main(["--experiment-file", str(f), "--budget", "steps", "--storage-path", str(tmp_path), "--name", "F"]) == 0
     out = capsys.readouterr().out
-    assert "budget of 20 steps: 2 epochs of 10 steps" in out and "selecting on val_minority_acc" in out
+    assert "at least 20 steps: 2 epochs of 10 steps (2475 training images, batch 256)" in out and "selecting on val_minority_acc" in out
     rows = [json.loads(line) for line in next((tmp_path / "F").glob("trial_*/result.json")).read_text().splitlines()]
     assert rows[-1]["experiment"] == "my_weighted_py" and [r["epoch"] for r in rows] == [1, 2]
     assert 2 <= rows[-1]["config"]["minority_weight"] <= 4

@@ -16,7 +16,7 @@ YAML (`.yaml`/`.yml`): the same fields as plain data (docs/experiments.md):
       minority_weight: {low: 1, high: 20, scale: log, grid: [1, 5, 20]}
       loss_fn: {choice: [weighted_ce, focal]}
     metric: val_minority_acc
-    budgets: {smoke: smoke, local: {num_samples: 8, max_steps: 600}}
+    budgets: {smoke: smoke, local: {num_samples: 8, max_epochs: 4, min_steps: 400}}
 
 A budget given by name (smoke, local, paper) is the shared one. Every value is checked later by
 `build_plan`, as for the package's experiments; here only the file's shape is checked.
@@ -74,7 +74,6 @@ def _load_python(p: Path) -> list:
     return exps
 
 
-MAX_EPOCHS_CAP = 1000
 FIELDS = ("name", "description", "fixed", "space", "searcher", "metric", "mode", "budgets", "requires")
 BUDGET_FIELDS = tuple(f.name for f in dataclasses.fields(__import__("search_spaces.registry").registry.Budget))
 
@@ -131,9 +130,9 @@ def _budget(p: Path, name: str, spec):
         raise ConfigError(f"--experiment-file {str(p)!r}: budget {name}: unknown field {bad!r}; allowed: {', '.join(BUDGET_FIELDS)}")
     spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     spec.setdefault("num_samples", 1)
-    if "max_epochs" not in spec and "max_steps" not in spec:
-        raise ConfigError(f"--experiment-file {str(p)!r}: budget {name}: give max_epochs or max_steps")
-    spec.setdefault("max_epochs", MAX_EPOCHS_CAP)  # sized in steps: the epochs follow from the data
+    if "max_epochs" not in spec and "min_steps" not in spec:
+        raise ConfigError(f"--experiment-file {str(p)!r}: budget {name}: give max_epochs or min_steps")
+    spec.setdefault("max_epochs", 1)  # sized in steps only: the epochs follow from the data
     try:
         return Budget(**spec)
     except TypeError as e:

@@ -1,8 +1,8 @@
 """`python -m tuner.search EXPERIMENT [options]`: one named experiment -> a Ray Tune search.
 
-The driver only turns an experiment (plain data, `search_spaces`) and the options into a
-`Tuner`: ASHA stops weak trials, Optuna (behind a ConcurrencyLimiter) or a grid proposes them,
-the training data goes into Ray's object store once (`tune.with_parameters`), and each trial is
+The driver only turns an experiment (plain data, `search_spaces`, or an --experiment-file) and the
+options into a `Tuner`: ASHA stops weak trials, Optuna (its study persisted in the run folder) or a
+grid proposes them, the training data goes into Ray's object store once (`tune.with_parameters`), and each trial is
 `tuner.trainable.tune_trainable`. Every option is checked before Ray starts.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Plan:
     arms: tuple = ()
     notes: list[str] = field(default_factory=list)
     objectives: tuple = ()  # 2+ metrics: a multi-objective (Pareto) search; `metric` is then the first
-    max_steps: int | None = None  # a budget sized in steps: max_epochs follows from the data (size_to_data)
+    min_steps: int | None = None  # a budget with a floor in steps: max_epochs follows from the data (size_to_data)
     grace_steps: int | None = None
     callbacks: tuple = ()  # mlflow | wandb: Ray's logger callbacks
     experiment_file: str | None = None
@@ -240,7 +240,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         if not Path(fixed["data_dir"]).is_dir():
             raise ConfigError(f"--data-dir {args.data_dir!r} does not exist: pass an existing folder")
     max_epochs = args.max_epochs or budget.max_epochs
-    max_steps = None if args.max_epochs else budget.max_steps  # --max-epochs overrides a budget in steps
+    min_steps = None if args.max_epochs else budget.min_steps  # --max-epochs: exactly that many epochs
     fixed["epochs"] = max_epochs
     space = {k: v for k, v in exp.space.items() if k not in sets}
     searcher = args.searcher or budget.searcher or exp.searcher
@@ -274,8 +274,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
         grace_period=min(budget.grace_period, max_epochs), reduction_factor=budget.reduction_factor,
         storage_path=storage, name=name, resume=args.resume, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.max_concurrent,
-        address=args.address, arms=arms, notes=notes, objectives=objectives, max_steps=max_steps,
-        grace_steps=budget.grace_steps if max_steps else None, callbacks=tuple(dict.fromkeys(args.callback)),
+        address=args.address, arms=arms, notes=notes, objectives=objectives, min_steps=min_steps,
+        grace_steps=budget.grace_steps if min_steps else None, callbacks=tuple(dict.fromkeys(args.callback)),
         experiment_file=str(Path(args.experiment_file).expanduser().resolve()) if args.experiment_file else None,
     )
     if objectives:
@@ -285,20 +285,24 @@ def build_plan(args: argparse.Namespace) -> Plan:
 
 
 def size_to_data(plan: Plan, train_count: int) -> Plan:
-    """A budget in steps becomes epochs of the data actually loaded (the sample fallback has a twelfth
-    of full MNIST's images): epochs = ceil(max_steps / steps per epoch), at most the budget's max_epochs.
+    """A budget with a floor in steps (`min_steps`): where the budget's epochs of the data actually
+    loaded are fewer steps (the sample fallback has a twelfth of full MNIST's images), the trials
+    train ceil(min_steps / steps per epoch) epochs instead, and ASHA's first cut moves likewise.
     A searched batch size counts with its first value. Called after the data is loaded, before Ray."""
-    if not plan.max_steps:
+    from search_spaces.registry import STEPS_EPOCHS_CAP
+
+    if not plan.min_steps:
         return plan
     batch = plan.fixed.get("batch_size") or config_mod.CORE["batch_size"].default
     if "batch_size" in plan.space:
         batch = _first(plan.space["batch_size"])
     per_epoch = max(1, -(-int(train_count) // int(batch)))
-    epochs = max(1, min(plan.max_epochs, -(-plan.max_steps // per_epoch)))
+    epochs = min(max(plan.max_epochs, -(-plan.min_steps // per_epoch)), max(plan.max_epochs, STEPS_EPOCHS_CAP))
+    grace = max(plan.grace_period, -(-(plan.grace_steps or 0) // per_epoch))
     plan.max_epochs = plan.fixed["epochs"] = epochs
-    plan.grace_period = max(1, min(epochs, -(-(plan.grace_steps or per_epoch) // per_epoch)))
-    plan.notes.append(f"budget of {plan.max_steps} steps: {epochs} epochs of {per_epoch} steps "
-                      f"({train_count} training images, batch {batch}); ASHA's first cut after {plan.grace_period}")
+    plan.grace_period = min(grace, epochs)
+    plan.notes.append(f"at least {plan.min_steps} steps: {epochs} epochs of {per_epoch} steps ({train_count} training "
+                      f"images, batch {batch}); ASHA's first cut after {plan.grace_period}")
     return plan
 
 
