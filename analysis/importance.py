@@ -50,8 +50,8 @@ def run_importance(trials: pd.DataFrame, params: list[str], metric: str, mode: s
         if journal.exists():
             try:
                 return study_importance(journal)
-            except ValueError as e:  # too few trials for the evaluator: the table's methods may still apply
-                warnings.warn(f"{journal}: {e}; using the trials table")
+            except LookupError:  # no Optuna evaluator fits (no scikit-learn, few trials): the table's correlation
+                pass
     return param_importance(trials, params, metric, mode)
 
 
@@ -71,8 +71,8 @@ def study_importance(journal) -> tuple[pd.Series, str]:
                          f"parameter(s): importance needs at least {MIN_TRIALS} and 1")
     evaluator, name = _evaluator(len(done))
     if evaluator is None:
-        raise ValueError(f"the run's Optuna study has {len(done)} finished trials: without scikit-learn "
-                         f"(pip install 'imbalance-tune[analysis]') PED-ANOVA needs {PED_ANOVA_MIN}")
+        raise LookupError(f"the run's Optuna study has {len(done)} finished trials: without scikit-learn "
+                          f"(pip install 'imbalance-tune[analysis]') PED-ANOVA needs {PED_ANOVA_MIN}")
     target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-feature warnings

@@ -194,6 +194,11 @@ def test_export_reads_a_run_through_pyarrow_fs(tmp_path):
     assert main([f"file://{run}", "--out", str(tmp_path / "out")]) == 0
     trials = pd.read_parquet(tmp_path / "out" / "trials.parquet")
     assert trials["trial_id"].tolist() == ["a"] and trials["lr"].tolist() == [0.01]
+    from analysis import load_trials
+    from tuner import load_results
+
+    assert load_trials(f"file://{run}")["trial_id"].tolist() == ["a"]
+    assert load_results(f"file://{run}")[1]["confusion"].tolist() == ["[[1, 0], [0, 1]]"]
 
 
 def test_report_importance_reads_the_runs_optuna_study(tmp_path, monkeypatch):
@@ -218,6 +223,7 @@ def test_report_importance_reads_the_runs_optuna_study(tmp_path, monkeypatch):
     assert "from the run's Optuna study" not in method
     # without scikit-learn (the `analysis` extra): fewer than 20 trials, the report names the fallback it used
     monkeypatch.setitem(sys.modules, "sklearn", None)
-    with pytest.warns(UserWarning, match=r"pip install 'imbalance-tune\[analysis\]'"):
-        _, method = importance.run_importance(trials, ["x", "y"], "val_balanced_acc")
+    _, method = importance.run_importance(trials, ["x", "y"], "val_balanced_acc")
     assert method == "|Spearman correlation| with the metric (normalised)"
+    with pytest.raises(LookupError, match=r"pip install 'imbalance-tune\[analysis\]'"):
+        importance.study_importance(run / "optuna.journal")
