@@ -63,6 +63,9 @@ def test_api_runs_a_search_and_loads_its_tables_and_optuna_study(ray_session, tm
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3 and all("minority_weight" in t.params for t in done)
     assert sorted(t.value for t in done) == sorted(trials["val_balanced_acc"])
+    # the API resumes by path too (a finished run: nothing left to run, the same trials back)
+    again = run_search("lstm_weighted", resume=str(tmp_path / "A"))
+    assert sorted(r.metrics["trial_id"] for r in again) == sorted(trials["trial_id"])
     with pytest.raises(TypeError, match="unknown option 'colour'"):
         run_search("lstm_weighted", colour="red")
     from tuner.errors import ConfigError
@@ -151,6 +154,15 @@ def test_a_yaml_experiment_file_and_its_errors(tmp_path, capsys):
             main(["--experiment-file", str(f), "--budget", "smoke", "--storage-path", str(tmp_path)])
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_resume_of_a_folder_without_a_run_says_so(tmp_path, capsys):
+    from tuner.search import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--resume", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"--resume: {tmp_path / 'nothing'} has no recorded options" in err
 
 
 def test_a_missing_tracking_package_is_named_with_its_extra(tmp_path, capsys):

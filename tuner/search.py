@@ -427,6 +427,9 @@ def apply_recorded_options(args: argparse.Namespace, argv: list[str], prog: str 
                             else str(Path(args.storage_path).expanduser().resolve()), args.name)
     text = runstore.read_text(runstore.join(run_dir, runstore.OPTIONS_FILE))
     if text is None:
+        if not args.experiment and not args.experiment_file:
+            raise ConfigError(f"--resume: {run_dir} has no recorded options ({runstore.OPTIONS_FILE}): no run there, "
+                              "or one started before runs recorded them; for that, type its experiment and options again")
         return args
     recorded = json.loads(text)
     copy = recorded.pop("experiment_file_copy", None)
