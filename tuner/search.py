@@ -94,6 +94,8 @@ def parser(prog: str = PROG, suppress: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Search class-imbalance remedies with Ray Tune (ASHA + Optuna).",
         argument_default=argparse.SUPPRESS if suppress else None,
+        epilog=None if prog == PROG else f"Analysis: {prog} report RUN_DIR [--out DIR], {prog} export RUN_DIR [--out DIR] "
+               "(see their --help).",
     )
     p.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
