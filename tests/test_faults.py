@@ -330,11 +330,13 @@ def test_parquet_is_never_half_written(tmp_path, monkeypatch):
     export.export(run, out)
     before = (out / export.TRIALS_FILE).read_bytes()
 
-    def disk_full(self, path, *a, **k):
-        Path(path).write_bytes(b"PAR1 partial")
+    def disk_full(table, where, *a, **k):
+        Path(where).write_bytes(b"PAR1 partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "write_table", disk_full)  # the export writes through pyarrow (list columns)
     with pytest.raises(OSError, match="No space left"):
         export.export(run, out)
     assert (out / export.TRIALS_FILE).read_bytes() == before
