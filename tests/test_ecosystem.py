@@ -239,3 +239,15 @@ def test_report_importance_reads_the_runs_optuna_study(tmp_path, monkeypatch):
     assert method == "|Spearman correlation| with the metric (normalised)"
     with pytest.raises(LookupError, match=r"pip install 'imbalance-tune\[analysis\]'"):
         importance.study_importance(run / "optuna.journal")
+
+
+def test_api_runs_an_experiment_object_without_registering_it(ray_session, tmp_path):
+    from search_spaces import EXPERIMENTS, Budget, Experiment, Range
+    from tuner import run_search
+
+    exp = Experiment("nb_weighted", "defined in a notebook", fixed={"model": "lstm"},
+                     space={"minority_weight": Range(2, 4)},
+                     budgets={"smoke": Budget(num_samples=1, max_epochs=1, fixed={"dataset": "mnist-sample"})})
+    grid = run_search(exp, budget="smoke", storage_path=str(tmp_path), name="NB")
+    assert len(grid) == 1 and grid[0].metrics["experiment"] == "nb_weighted"
+    assert "nb_weighted" not in EXPERIMENTS  # the registry is left as it was
