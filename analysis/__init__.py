@@ -3,6 +3,7 @@
     from analysis import load_trials, load_epochs
     trials = load_trials("results/my_search")          # a run dir: exported on the fly
     trials = load_trials("results/my_search/report")   # or a folder / file of exported Parquet
+    trials = load_trials("s3://bucket/runs/my_search")  # a run dir on S3 (pyarrow.fs)
 
 Modules: rundir (reads Ray's files), frames + dtypes (the tables), export (CLI), stats,
 compare, importance, plots, fmt + render (report text and HTML), report (CLI).
@@ -32,14 +33,16 @@ def _load(path, which: str, metric, mode):
     from analysis import dtypes, export
     from analysis.rundir import is_run_dir
 
-    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
-    run_dirs = [p for p in paths if is_run_dir(p)]
+    items = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    remote = [str(p) for p in items if "://" in str(p)]  # run dirs on S3 & co: read through pyarrow.fs
+    paths = [Path(p) for p in items if "://" not in str(p)]
+    run_dirs = [p for p in paths if is_run_dir(p)] + remote
     parquet = [_parquet_file(p, which) for p in paths if p not in run_dirs]
     frames = []
     if run_dirs:
         trials, epochs = export.build(run_dirs, metric, mode)
         frames.append(trials if which == "trials" else epochs)
-    frames += [pd.read_parquet(p) for p in parquet]
+    frames += [dtypes.from_parquet(pd.read_parquet(p)) for p in parquet]
     if len(frames) == 1:
         return frames[0]
     out = dtypes.concat(frames)

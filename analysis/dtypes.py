@@ -4,6 +4,9 @@ Rules (documented in docs/results_schema.md): bools -> bool (nullable `boolean` 
 missing); ints -> int64 (nullable `Int64` when some are missing); numbers -> float64; text ->
 categorical; lists/dicts -> their JSON text, categorical; a column with no value at all ->
 float64 NaN; a column mixing text and numbers -> the text of each value, categorical.
+
+In the Parquet files a column of lists is a native Parquet list column (`to_arrow`), which polars,
+DuckDB and pyarrow read as lists; `from_parquet` turns it back into the JSON text of this module.
 """
 from __future__ import annotations
 
@@ -69,3 +72,55 @@ def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
             values.extend(f[c].tolist() if c in f.columns else [None] * len(f))
         data[c] = column(values, c)
     return pd.DataFrame(data)
+
+
+def _list_values(series: pd.Series) -> list | None:
+    """The lists of a column of JSON list text (None for a missing value); None when it is not one."""
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        return None
+    cats = series.cat.categories
+    if not len(cats) or not all(isinstance(c, str) and c.startswith("[") for c in cats):
+        return None
+    parsed = {c: json.loads(c) for c in cats}
+    return [None if is_missing(v) else parsed[v] for v in series]
+
+
+def to_arrow(df: pd.DataFrame):
+    """The table as Arrow, with every column of lists (confusion matrices, train counts, class
+    lists) a native list column; a column whose lists Arrow cannot type (mixed kinds) stays text."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for name in df.columns:
+        values = _list_values(df[name])
+        if values is None:
+            continue
+        try:
+            arr = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, pa.field(name, arr.type), arr)
+    if df.attrs:  # as DataFrame.to_parquet keeps them: pd.read_parquet restores `attrs`
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"PANDAS_ATTRS": json.dumps(df.attrs)})
+    return table
+
+
+def from_parquet(df: pd.DataFrame) -> pd.DataFrame:
+    """A table read back from Parquet: list columns (numpy arrays in pandas) -> JSON text, as `column` makes them."""
+    import numpy as np
+
+    for name in df.columns:
+        if df[name].dtype == object and any(isinstance(v, (np.ndarray, list)) for v in df[name]):
+            df[name] = column([_plain(v) for v in df[name]], name, df.index)
+    return df
+
+
+def _plain(v):
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        return [_plain(x) for x in v.tolist()]
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import frames
-from analysis.rundir import RunFiles, read_run
+from analysis import dtypes, frames
+from analysis.rundir import RunFiles, fetch_remote, read_run
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
 
 
 def read_runs(run_dirs) -> list[RunFiles]:
-    runs = [read_run(p) for p in ([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else run_dirs)]
+    paths = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
+    runs = [read_run(fetch_remote(str(p)) if "://" in str(p) else p) for p in paths]
     # Two runs with the same dir name (copied from two clusters): tell them apart by their parent dir.
     names = [r.name for r in runs]
     for r in runs:
@@ -45,7 +46,9 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        df.to_parquet(tmp, index=False)
+        import pyarrow.parquet as pq
+
+        pq.write_table(dtypes.to_arrow(df), tmp)  # lists as native Parquet list columns
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
@@ -70,14 +73,20 @@ def write_tables(trials: pd.DataFrame, epochs: pd.DataFrame, out) -> tuple[Path,
     return write_parquet(trials, out / TRIALS_FILE), write_parquet(epochs, out / EPOCHS_FILE)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m analysis.export", description=__doc__.split("\n")[0])
-    ap.add_argument("run_dirs", nargs="+", type=Path, help="Ray Tune run dir(s): STORAGE_PATH/NAME")
-    ap.add_argument("--out", type=Path, required=True, help="folder for trials.parquet and epochs.parquet")
+def main(argv=None, prog: str = "python -m analysis.export") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    ap.add_argument("run_dirs", nargs="+", help="Ray Tune run dir(s): STORAGE_PATH/NAME, local or s3://...")
+    ap.add_argument("--out", type=Path, default=None, help="folder for trials.parquet and epochs.parquet "
+                    "(default: the run dir, when there is one local run dir)")
     ap.add_argument("--metric", default=None, help="selection metric for the best_ columns (default: the run's "
                     "validation metric, else val_balanced_acc)")
     ap.add_argument("--mode", choices=("max", "min"), default=None, help="default: from the metric name")
     args = ap.parse_args(argv)
+    if args.out is None:
+        if len(args.run_dirs) != 1 or "://" in args.run_dirs[0]:
+            print("error: --out DIR is needed for several run dirs or a remote one", file=sys.stderr)
+            return 2
+        args.out = Path(args.run_dirs[0])
     try:
         trials, epochs = build(args.run_dirs, args.metric, args.mode)
     except FileNotFoundError as e:

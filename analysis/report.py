@@ -443,7 +443,7 @@ class Report:
                         "proposed it, and the best so far.")
             params = [p for p in compare.varying(r) if p != "experiment"]
             try:
-                imp, method = importance.param_importance(r, params, self.metric, self.mode)
+                imp, method = importance.run_importance(r, params, self.metric, self.mode)
             except ValueError as e:
                 d.p(f"Parameter importance skipped for run {run}: {e}.")
                 continue
@@ -580,14 +580,18 @@ def write_report(trials: pd.DataFrame, epochs: pd.DataFrame, out, title: str | N
 
 def make_report(run_dirs, out=None, metric: str | None = None, mode: str | None = None, epoch: str = "best",
                 top: int = 10) -> tuple[Path, Path]:
-    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(p) for p in run_dirs]
+    run_dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    # a remote run (s3://...) is read through pyarrow.fs; the report is written locally
+    run_dirs = [str(p) if "://" in str(p) else Path(p) for p in run_dirs]
+    if out is None and isinstance(run_dirs[0], str):
+        raise FileNotFoundError(f"{run_dirs[0]} is remote: give --out DIR for the report")
     trials, epochs = export.build(run_dirs, metric, mode)
     return write_report(trials, epochs, out or run_dirs[0] / "report", epoch=epoch, top=top)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
-    ap.add_argument("run_dirs", nargs="+", type=Path, help="Ray Tune run dir(s): STORAGE_PATH/NAME")
+def main(argv=None, prog: str = "python -m analysis.report") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    ap.add_argument("run_dirs", nargs="+", help="Ray Tune run dir(s): STORAGE_PATH/NAME, local or s3://...")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/report)")
     ap.add_argument("--metric", default=None, help="selection metric on validation (default: the run's validation "
                     "metric, else val_balanced_acc)")

@@ -61,6 +61,37 @@ class RunFiles:
     search_mode: str | None  # "max"/"min" when the searcher state records it
 
 
+# What the reader needs of a remote run (s3://, gs://, file://...): no checkpoints.
+TRIAL_FILES = ("params.json", "result.json", "error.txt")
+RUN_FILE = re.compile(r"^(experiment_state-.*\.json|searcher-state-.*\.pkl|optuna\.journal|search_options\.json)$")
+
+
+def fetch_remote(uri: str, dest=None) -> Path:
+    """Copy a remote run dir's small files (not its checkpoints) to a local folder through
+    `pyarrow.fs` (S3, GCS, HDFS, file://: whatever `FileSystem.from_uri` knows); returns that folder.
+    The reader then works on it as on a local run."""
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    fs, base = pafs.FileSystem.from_uri(uri)
+    base = base.rstrip("/")
+    root = Path(dest or tempfile.mkdtemp(prefix="imbalance-tune-run-")) / base.rsplit("/", 1)[-1]
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri} does not exist") from None
+    for info in infos:
+        rel = info.path[len(base) + 1:].split("/")
+        wanted = (len(rel) == 1 and RUN_FILE.match(rel[0])) or (len(rel) == 2 and rel[1] in TRIAL_FILES)
+        if info.type == pafs.FileType.File and wanted:
+            target = root.joinpath(*rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with fs.open_input_stream(info.path) as f:
+                target.write_bytes(f.read())
+    return root
+
+
 def is_run_dir(path: Path) -> bool:
     path = Path(path)
     return path.is_dir() and (any(path.glob("experiment_state-*.json")) or any(_trial_dirs(path)))

@@ -46,6 +46,9 @@ class Choice:
         return "{" + ", ".join(map(str, self.values)) + "}"
 
 
+STEPS_EPOCHS_CAP = 200  # the most epochs a min_steps budget asks for (a tiny dataset)
+
+
 @dataclass(frozen=True)
 class Budget:
     num_samples: int  # Optuna trials (per grid point when the search is a grid)
@@ -57,6 +60,12 @@ class Budget:
     fixed: dict = field(default_factory=dict)  # settings this budget changes (e.g. dataset for smoke)
     max_concurrent: int | None = None
     groups: tuple | None = None  # a study's arms (group labels) this budget runs; None: every arm
+    # A floor in optimizer steps: a trial trains max_epochs epochs, or more where those are fewer
+    # than min_steps steps of the data actually loaded (ceil(min_steps / steps per epoch), at most
+    # STEPS_EPOCHS_CAP), so the 2,475-image sample gets as many updates as full MNIST instead of a
+    # twelfth of them. grace_steps moves ASHA's first cut the same way.
+    min_steps: int | None = None
+    grace_steps: int | None = None
 
 
 # Shared budgets. `local` must finish within ~15 minutes on a 2-core CPU on full MNIST.

@@ -14,10 +14,13 @@ ROTATION = Range(0, 30, grid=(0, 5, 10, 15, 20, 25, 30))
 IRM = Range(1e-2, 1e4, scale="log", grid=(0.01, 0.1, 1, 10, 100, 1000, 10000))
 
 # `local` on the LSTM family: an LSTM epoch on imbalanced full MNIST takes 5-11 s on one idle core
-# (the CNN's about 60 s), so the LSTM sweeps afford 12 trials x up to 8 epochs in a few minutes.
+# (the CNN's about 60 s), so the LSTM sweeps afford 8 trials x up to 8 epochs (at least 400 steps) in a few minutes.
 # The baseline has nothing to search: 3 seeds of each arm instead. The CNN keeps the shared LOCAL
 # (8 trials x up to 4 epochs): cnn_rotation, over-sampled to balance, took 8 min on 2 idle cores.
-LSTM_LOCAL = Budget(num_samples=12, max_epochs=8, grace_period=2, reduction_factor=2)
+# The default budget of a first run, often on the shipped sample: 8 epochs of full MNIST (~920
+# steps of batch 256), and at least 400 steps wherever an epoch is short: 40 epochs of the
+# sample, where the LSTM has converged by about 300 (README, "What to expect").
+LSTM_LOCAL = Budget(num_samples=8, max_epochs=8, grace_period=2, reduction_factor=2, min_steps=400, grace_steps=100)
 LSTM_BASELINE_LOCAL = Budget(num_samples=1, max_epochs=8, seeds=(0, 1, 2))
 
 

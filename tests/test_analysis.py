@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import compare, export, importance, load_epochs, load_trials, stats
+from analysis import compare, dtypes, export, importance, load_epochs, load_trials, stats
 from tests.fixtures import fake_search
 
 
@@ -103,9 +103,31 @@ def test_cli_writes_parquet_atomically_and_roundtrips(runs, grid, tmp_path, caps
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["epochs.parquet", "trials.parquet"]  # no temp file left behind
     back = pd.read_parquet(tmp_path / "out" / "trials.parquet")
-    pd.testing.assert_frame_equal(back, grid[0], check_categorical=False)
+    # lists are native Parquet list columns (polars, DuckDB and pyarrow read lists); from_parquet
+    # gives back the JSON text the analysis uses in memory
+    pd.testing.assert_frame_equal(dtypes.from_parquet(back), grid[0], check_categorical=False)
     assert back.attrs["selection_metric"] == "val_balanced_acc"
     assert export.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_lists_are_native_parquet_list_columns(runs, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    export.export(runs["grid"], tmp_path)
+    for name in ("trials", "epochs"):
+        table = pq.read_table(tmp_path / f"{name}.parquet")
+        assert table.schema.field("confusion").type == pa.list_(pa.list_(pa.int64())), name
+        assert table.schema.field("train_counts").type == pa.list_(pa.int64()), name
+        cm = table.column("confusion").to_pylist()[0]
+        assert len(cm) == 10 and all(len(row) == 10 for row in cm) and sum(map(sum, cm)) == 1000
+    trials = pq.read_table(tmp_path / "trials.parquet")
+    assert trials.column("train_counts").to_pylist()[0] == [540] * 5 + [5400] * 5
+    assert trials.schema.field("minority_classes").type == pa.list_(pa.int64())  # a config list too
+    # the analysis reads the files back as it builds the tables in memory
+    from analysis import load_trials
+
+    assert load_trials(tmp_path)["confusion"].tolist() == export.build(runs["grid"])[0]["confusion"].tolist()
 
 
 def test_run_in_progress(runs, tmp_path):

@@ -110,6 +110,36 @@ def test_head_has_no_gpu_and_no_workers_of_its_type(config):
     assert not head["node_config"]["InstanceType"].startswith(("g", "p")), head["node_config"]["InstanceType"]
 
 
+def test_head_advertises_no_cpu_for_trials(config):
+    # The launcher starts Ray on the head with these resources: a trial asking for CPUs only (a
+    # forgotten --gpus-per-trial) can never run there, so it waits for a worker the autoscaler starts.
+    head = node_types(config)[config["head_node_type"]]
+    assert head["resources"].get("CPU") == 0, head["resources"]
+
+
+def test_workers_install_the_pinned_tested_versions(raw):
+    import importlib.metadata
+
+    install = [c for c in raw["setup_commands"] if "pip install" in c]
+    assert install and all(" -c ~/imbalance-tune/constraints-cluster.txt " in f" {c} " for c in install), install
+    pins = {}
+    for line in (REPO / "constraints-cluster.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{line!r}: pin an exact version (==)"
+            pins[name.lower()] = version
+    # every runtime dependency of the project is pinned ...
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[\[<>=!~ ]", d)[0].lower() for d in deps}
+    assert names <= set(pins), sorted(names - set(pins))
+    # ... at the version this test suite runs with: the tested set
+    for name, version in pins.items():
+        assert importlib.metadata.version(name) == version, f"{name}: pinned {version}, tested with {importlib.metadata.version(name)}"
+
+
 def test_worker_counts_are_bounded(config):
     assert config["max_workers"] >= 1
     for name, nt in worker_types(config).items():

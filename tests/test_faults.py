@@ -112,8 +112,7 @@ def test_ctrl_c_then_sigterm_then_resume_keep_every_finished_trial(tmp_path):
     argv = ["lstm_weighted", "--budget", "smoke", "--max-epochs", str(epochs), "--no-asha", "--searcher", "random",
             "--num-samples", "6", "--max-concurrent", "1", "--storage-path", str(tmp_path), "--name", "S"]
     # one trial at a time: after a stop there is always work left, however fast the machine is
-    expected_resume = ["python", "-m", "tuner.search", *argv[:-4], "--name", "S", "--storage-path", str(tmp_path),
-                       "--resume"]
+    expected_resume = ["python", "-m", "tuner.search", "--resume", str(run)]  # the run recorded its options
 
     # 1. Ctrl-C once a trial has finished: a terminal sends SIGINT to the whole process group
     d = Driver(argv, tmp_path / "run1.log")
@@ -331,11 +330,13 @@ def test_parquet_is_never_half_written(tmp_path, monkeypatch):
     export.export(run, out)
     before = (out / export.TRIALS_FILE).read_bytes()
 
-    def disk_full(self, path, *a, **k):
-        Path(path).write_bytes(b"PAR1 partial")
+    def disk_full(table, where, *a, **k):
+        Path(where).write_bytes(b"PAR1 partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "write_table", disk_full)  # the export writes through pyarrow (list columns)
     with pytest.raises(OSError, match="No space left"):
         export.export(run, out)
     assert (out / export.TRIALS_FILE).read_bytes() == before

@@ -200,6 +200,14 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 def test_search_spreads_packs_and_survives_a_lost_worker_node(ray_env, tmp_path):
     cluster, driver = HelperCluster(ray_env), None
     try:
+        # a search that forgot --gpus-per-trial on a cluster with GPU nodes is refused, naming them
+        refused = subprocess.run([sys.executable, "-m", "tuner.search", "lstm_weighted", "--budget", "smoke",
+                                  "--address", cluster.address, "--storage-path", str(tmp_path), "--name", "NOGPU"],
+                                 cwd=REPO, env=ray_env, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+        assert re.search(r"error: --gpus-per-trial 0 on a cluster with GPU nodes \(\S+ \(1 GPU\), \S+ \(1 GPU\)\)",
+                         refused.stderr), refused.stderr[-2000:]
+        assert not list((tmp_path / "NOGPU").glob("trial_*")), "no trial may start"
         # random + no ASHA: exactly TRIALS trials, each runs every epoch
         args = ["lstm_weighted", "--budget", "smoke", "--searcher", "random", "--no-asha",
                 "--num-samples", str(TRIALS), "--max-epochs", str(EPOCHS), "--gpus-per-trial", "0.5",

@@ -53,8 +53,8 @@ def test_comma_separated_metrics_make_a_multi_objective_plan(tmp_path, sample_im
     tuner = make_tuner(plan, sample_images, 2)
     tc = tuner._local_tuner._tune_config
     assert tc.metric is None and tc.mode is None  # Ray: the metrics live in the searcher only
-    assert tc.search_alg.searcher.metric == ["val_minority_acc", "val_majority_acc"]
-    assert tc.search_alg.searcher.mode == ["max", "max"]
+    assert tc.search_alg.metric == ["val_minority_acc", "val_majority_acc"]
+    assert tc.search_alg.mode == ["max", "max"]
     single = build_plan(parse_args(["lstm_weighted", "--budget", "smoke", "--storage-path", str(tmp_path), "--name", "S"]))
     assert single.objectives == () and single.asha
 

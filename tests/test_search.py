@@ -103,8 +103,8 @@ def test_list_shows_every_experiment(capsys):
         assert f"\n{name} " in f"\n{out}"
 
 
-def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path, capsys):
-    """SIGKILL the whole driver (and its local Ray) mid-search, then --resume."""
+def test_resume_by_path_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path, capsys):
+    """SIGKILL the whole driver (and its local Ray) mid-search, then `imbalance-tune --resume RUN_DIR`."""
     args = [sys.executable, "-m", "tuner.search", "lstm_weighted", "--budget", "smoke", "--searcher", "random",
             "--num-samples", "4", "--max-epochs", "3", "--no-asha", "--storage-path", str(tmp_path), "--name", "R"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -123,12 +123,15 @@ def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(tmp_path, 
     time.sleep(1.0)  # let the experiment snapshot catch up with that finish
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # a resume typed without the run's --budget would continue its trials on other data: refused
+    # the run recorded its options: a resume that types another --budget (other data) is refused
     with pytest.raises(SystemExit) as e:
-        main([a for a in args[3:] if a not in ("--budget", "smoke")] + ["--resume"])
+        main(["--resume", str(run), "--budget", "local"])
     assert e.value.code == 2
-    assert "--resume: run 'R' has budget='smoke' but this command gives 'local'; resume with --budget smoke" in capsys.readouterr().err
-    done = subprocess.run([*args, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert ("--resume: run 'R' was started with --budget smoke but this command gives --budget local; drop it to "
+            "continue with the run's") in capsys.readouterr().err
+    # one command, the run's folder, brings it back (as the console script: python -m tuner.cli)
+    done = subprocess.run([sys.executable, "-m", "tuner.cli", "--resume", str(run)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = trial_results(run)
     assert len(results) == 4
@@ -158,12 +161,12 @@ LOCAL_WEIGHTED = {"budget": "local", "dataset": "mnist", "dataset_fallback": Tru
 @pytest.mark.parametrize("config, argv, message", [
     (LOCAL_WEIGHTED, ["lstm_weighted", "--max-epochs", "4"],
      "run 'old' has epochs=8 but this command gives 4; resume with --max-epochs 8"),
-    (LOCAL_WEIGHTED, ["lstm_weighted", "--dataset", "mnist-sample"],
+    (LOCAL_WEIGHTED, ["lstm_weighted", "--dataset", "mnist-sample", "--max-epochs", "8"],
      "run 'old' has dataset='mnist' but this command gives 'mnist-sample'; resume with --dataset mnist"),
     (LOCAL_WEIGHTED, ["lstm_irm"], "run 'old' has experiment='lstm_weighted' but this command gives 'lstm_irm'"),
-    ({**LOCAL_WEIGHTED, "minority_keep": 0.2}, ["lstm_weighted"],
+    ({**LOCAL_WEIGHTED, "minority_keep": 0.2}, ["lstm_weighted", "--max-epochs", "8"],
      "run 'old' was started with --set minority_keep=0.2; add it to the resume command"),
-    ({**LOCAL_WEIGHTED, "minority_classes": [0, 1]}, ["lstm_weighted", "--set", "minority_classes=[0,1,2]"],
+    ({**LOCAL_WEIGHTED, "minority_classes": [0, 1]}, ["lstm_weighted", "--set", "minority_classes=[0,1,2]", "--max-epochs", "8"],
      "run 'old' has minority_classes=[0, 1] but this command gives [0, 1, 2]; resume with --set minority_classes=[0,1]"),
 ])
 def test_resume_with_other_options_than_the_run_is_refused_before_ray(config, argv, message, tmp_path, capsys):
@@ -186,7 +189,7 @@ def test_resume_on_a_machine_that_falls_back_to_the_sample_is_refused(tmp_path, 
     empty.mkdir()
     fake_run(tmp_path, {**LOCAL_WEIGHTED, "data_dir": "/cluster/data"}, "mnist")
     with pytest.raises(SystemExit) as e, pytest.warns(UserWarning, match="falling back to the shipped 'mnist-sample'"):
-        main(["lstm_weighted", "--data-dir", str(empty), "--storage-path", str(tmp_path), "--name", "old", "--resume"])
+        main(["lstm_weighted", "--max-epochs", "8", "--data-dir", str(empty), "--storage-path", str(tmp_path), "--name", "old", "--resume"])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert ("error: --resume: run 'old' trained on dataset 'mnist' but this command loaded 'mnist-sample'; "

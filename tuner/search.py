@@ -1,8 +1,8 @@
 """`python -m tuner.search EXPERIMENT [options]`: one named experiment -> a Ray Tune search.
 
-The driver only turns an experiment (plain data, `search_spaces`) and the options into a
-`Tuner`: ASHA stops weak trials, Optuna (behind a ConcurrencyLimiter) or a grid proposes them,
-the training data goes into Ray's object store once (`tune.with_parameters`), and each trial is
+The driver only turns an experiment (plain data, `search_spaces`, or an --experiment-file) and the
+options into a `Tuner`: ASHA stops weak trials, Optuna (its study persisted in the run folder) or a
+grid proposes them, the training data goes into Ray's object store once (`tune.with_parameters`), and each trial is
 `tuner.trainable.tune_trainable`. Every option is checked before Ray starts.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from tuner import config as config_mod
 from tuner import data as data_mod
+from tuner import runstore
 from tuner.errors import ConfigError, one_line_warnings
 from tuner.metrics import metrics_from_confusion
 from tuner.pareto import front_and_knee
@@ -61,6 +62,10 @@ class Plan:
     arms: tuple = ()
     notes: list[str] = field(default_factory=list)
     objectives: tuple = ()  # 2+ metrics: a multi-objective (Pareto) search; `metric` is then the first
+    min_steps: int | None = None  # a budget with a floor in steps: max_epochs follows from the data (size_to_data)
+    grace_steps: int | None = None
+    callbacks: tuple = ()  # mlflow | wandb: Ray's logger callbacks
+    experiment_file: str | None = None
 
     @property
     def run_dir(self) -> str:
@@ -79,14 +84,23 @@ class Plan:
         return self.grid_size() * self.num_samples
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+PROG = "python -m tuner.search"
+CALLBACKS = ("mlflow", "wandb")
+
+
+def parser(prog: str = PROG, suppress: bool = False) -> argparse.ArgumentParser:
+    """The search's options. `suppress`: no defaults, so a parse holds only the options typed
+    (a resume compares those with the run's recorded ones)."""
     p = argparse.ArgumentParser(
-        prog="python -m tuner.search",
-        description="Search class-imbalance remedies with Ray Tune (ASHA + Optuna).",
+        prog=prog, description="Search class-imbalance remedies with Ray Tune (ASHA + Optuna).",
+        argument_default=argparse.SUPPRESS if suppress else None,
+        epilog=None if prog == PROG else f"Analysis: {prog} report RUN_DIR [--out DIR], {prog} export RUN_DIR [--out DIR] "
+               "(see their --help).",
     )
     p.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
-    p.add_argument("--budget", default="local", help="smoke | local (default) | paper")
+    p.add_argument("--experiment-file", help="a .py or .yaml file defining experiments (docs/experiments.md)")
+    p.add_argument("--budget", help="smoke | local (default) | paper")
     p.add_argument("--dataset", help="mnist | mnist-sample | cifar10 | imagefolder:PATH | table:PATH (your own data; "
                    "settings such as --set image_size=64 or --set label=COLUMN; default: the experiment's)")
     p.add_argument("--data-dir", help="data folder (default $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)")
@@ -94,19 +108,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-epochs", type=int, help="maximum epochs per trial")
     p.add_argument("--metric", help="selection metric on validation (default val_balanced_acc)")
     p.add_argument("--mode", choices=("max", "min"), help="maximise or minimise --metric")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fix any trial setting")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="fix any trial setting")
     p.add_argument("--seeds", help="comma-separated seeds, a grid dimension (e.g. 0,1,2)")
     p.add_argument("--searcher", choices=("optuna", "grid", "random"), help="override the experiment's searcher")
     p.add_argument("--no-asha", action="store_true", help="run every trial to --max-epochs")
-    p.add_argument("--storage-path", default=DEFAULT_STORAGE, help="where runs are written (local dir, s3://...)")
+    p.add_argument("--storage-path", help="where runs are written (local dir, s3://...)")
     p.add_argument("--name", help="run name (default EXPERIMENT-BUDGET-TIMESTAMP)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run --name")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional packs trials: 0.25 = 4 per GPU")
+    p.add_argument("--resume", nargs="?", const=True,
+                   metavar="RUN_DIR", help="continue an interrupted run: RUN_DIR, or the run --name under "
+                   "--storage-path, with the options recorded in the run")
+    p.add_argument("--cpus-per-trial", type=float)
+    p.add_argument("--gpus-per-trial", type=float, help="fractional packs trials: 0.25 = 4 per GPU")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("--address", help="join a running Ray cluster (auto after `ray up`, or HOST:PORT)")
+    p.add_argument("--callback", action="append", choices=CALLBACKS,
+                   help="also log every trial to MLflow or Weights & Biases (Ray's logger callbacks; optional extras)")
     p.add_argument("--yes", action="store_true", help="accepted for scripts; the search never asks")
-    return p.parse_args(argv)
+    if not suppress:
+        p.set_defaults(budget="local", storage_path=DEFAULT_STORAGE, set=[], cpus_per_trial=1.0, gpus_per_trial=0.0,
+                       resume=False, callback=[])
+    return p
+
+
+def parse_args(argv=None, prog: str = PROG) -> argparse.Namespace:
+    return parser(prog).parse_args(argv)
 
 
 def _fail(msg: str, code: int = 2):
@@ -114,13 +139,41 @@ def _fail(msg: str, code: int = 2):
     raise SystemExit(code)
 
 
-def list_experiments() -> str:
+def list_experiments(experiment_file: str | None = None) -> str:
+    """The built-in experiments, then those of --experiment-file (marked with the file's name)."""
     from search_spaces import EXPERIMENTS
 
-    width = max(map(len, EXPERIMENTS))
-    lines = [f"{name:<{width}}  {exp.description}" for name, exp in EXPERIMENTS.items()]
+    own = file_experiments(experiment_file)
+    exps = {**EXPERIMENTS, **own}
+    width = max(map(len, exps))
+    lines = [f"{name:<{width}}  {exp.description}" + (f"  [{Path(experiment_file).name}]" if name in own else "")
+             for name, exp in exps.items()]
     return "\n".join(lines + ["", "Any experiment runs on your own data: --dataset imagefolder:PATH (a folder per class) or "
                               "--dataset table:PATH --set label=COLUMN (.csv, .parquet); see README, 'Your own data'."])
+
+
+def file_experiments(experiment_file: str | None) -> dict:
+    if not experiment_file:
+        return {}
+    from tuner import experiment_file as ef
+
+    return ef.load(experiment_file)
+
+
+def resolve_experiment(args: argparse.Namespace):
+    """The Experiment to run: a built-in name, or one from --experiment-file (the only one when no
+    name is given). Raises ConfigError naming the known experiments."""
+    from search_spaces import EXPERIMENTS
+
+    own = file_experiments(args.experiment_file)
+    if not args.experiment and len(own) == 1:
+        return next(iter(own.values()))
+    if args.experiment in own:
+        return own[args.experiment]
+    if args.experiment in EXPERIMENTS:
+        return EXPERIMENTS[args.experiment]
+    what = f"unknown experiment {args.experiment!r}" if args.experiment else "give an EXPERIMENT name"
+    raise ConfigError(f"{what}; known experiments: {', '.join([*EXPERIMENTS, *own])} (--list describes them)")
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -139,9 +192,7 @@ def parse_sets(items: list[str]) -> dict:
 
 def build_plan(args: argparse.Namespace) -> Plan:
     """All checks that need no Ray and no data. Raises ConfigError with one line."""
-    from search_spaces import EXPERIMENTS
-
-    exp = EXPERIMENTS[args.experiment]
+    exp = resolve_experiment(args)
     if args.budget not in exp.budgets:
         raise ConfigError(f"--budget {args.budget!r}: choose one of {', '.join(exp.budgets)}")
     budget = exp.budgets[args.budget]
@@ -151,6 +202,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
                             ("--max-concurrent", args.max_concurrent, 1)):
         if value is not None and value < low:
             raise ConfigError(f"{opt} {value}: must be an integer >= {low}")
+    for name in args.callback:
+        check_callback_package(name)
     if args.cpus_per_trial <= 0:
         raise ConfigError(f"--cpus-per-trial {args.cpus_per_trial:g}: must be > 0")
     if args.gpus_per_trial < 0 or (args.gpus_per_trial > 1 and not float(args.gpus_per_trial).is_integer()):
@@ -197,6 +250,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         if not Path(fixed["data_dir"]).is_dir():
             raise ConfigError(f"--data-dir {args.data_dir!r} does not exist: pass an existing folder")
     max_epochs = args.max_epochs or budget.max_epochs
+    min_steps = None if args.max_epochs else budget.min_steps  # --max-epochs: exactly that many epochs
     fixed["epochs"] = max_epochs
     space = {k: v for k, v in exp.space.items() if k not in sets}
     searcher = args.searcher or budget.searcher or exp.searcher
@@ -224,15 +278,37 @@ def build_plan(args: argparse.Namespace) -> Plan:
         grace_period=min(budget.grace_period, max_epochs), reduction_factor=budget.reduction_factor,
         storage_path=storage, name=name, resume=args.resume, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.max_concurrent,
-        address=args.address, arms=arms, notes=notes, objectives=objectives,
+        address=args.address, arms=arms, notes=notes, objectives=objectives, min_steps=min_steps,
+        grace_steps=budget.grace_steps if min_steps else None, callbacks=tuple(dict.fromkeys(args.callback)),
+        experiment_file=str(Path(args.experiment_file).expanduser().resolve()) if args.experiment_file else None,
     )
     for cfg in plan_configs(plan):  # every value any trial can get, now, not inside a trial on the cluster
         config_mod.resolve(cfg)
     if objectives:
         notes.append(f"multi-objective: Pareto front of {', '.join(objectives)} ({plan.mode}), every trial to the end")
     _check_run_dir(plan)
-    if plan.resume and not data_mod.is_own(fixed["dataset"]):
-        _check_resume_options(plan)  # own data: once the data has settled the class settings (settle_on_data)
+    return plan
+
+
+def size_to_data(plan: Plan, train_count: int) -> Plan:
+    """A budget with a floor in steps (`min_steps`): where the budget's epochs of the data actually
+    loaded are fewer steps (the sample fallback has a twelfth of full MNIST's images), the trials
+    train ceil(min_steps / steps per epoch) epochs instead, and ASHA's first cut moves likewise.
+    A searched batch size counts with its first value. Called after the data is loaded, before Ray."""
+    from search_spaces.registry import STEPS_EPOCHS_CAP
+
+    if not plan.min_steps:
+        return plan
+    batch = plan.fixed.get("batch_size") or config_mod.CORE["batch_size"].default
+    if "batch_size" in plan.space:
+        batch = _first(plan.space["batch_size"])
+    per_epoch = max(1, -(-int(train_count) // int(batch)))
+    epochs = min(max(plan.max_epochs, -(-plan.min_steps // per_epoch)), max(plan.max_epochs, STEPS_EPOCHS_CAP))
+    grace = max(plan.grace_period, -(-(plan.grace_steps or 0) // per_epoch))
+    plan.max_epochs = plan.fixed["epochs"] = epochs
+    plan.grace_period = min(grace, epochs)
+    plan.notes.append(f"at least {plan.min_steps} steps: {epochs} epochs of {per_epoch} steps ({train_count} training "
+                      f"images, batch {batch}); ASHA's first cut after {plan.grace_period}")
     return plan
 
 
@@ -279,10 +355,14 @@ def _check_writable(path: Path) -> None:
 
 
 def _check_run_dir(plan: Plan) -> None:
-    if "://" in plan.storage_path:
-        return  # remote storage: Ray checks it when the run starts
-    run_dir = Path(plan.run_dir)
-    exists = run_dir.is_dir() and any(run_dir.glob("experiment_state*.json")) or (run_dir / "tuner.pkl").exists()
+    """A new run never overwrites one; a resume needs one. Ray's own test (`Tuner.can_restore`: the
+    run's tuner.pkl, on any storage Ray supports, s3:// included), and for local runs also a run
+    killed before its tuner.pkl was written but with an experiment state."""
+    from ray.tune import Tuner  # imports Ray's library only: nothing starts
+
+    exists = Tuner.can_restore(plan.run_dir)
+    if not exists and not runstore.is_remote(plan.run_dir):
+        exists = any(Path(plan.run_dir).glob("experiment_state*.json"))
     if plan.resume and not exists:
         raise ConfigError(f"--resume: no run {plan.name!r} under {plan.storage_path} to resume")
     if not plan.resume and exists:
@@ -339,6 +419,75 @@ def _check_resume_options(plan: Plan) -> None:
     if missing:
         raise ConfigError(f"--resume: run {plan.name!r} was started with {_as_option(missing[0], run[missing[0]])}; "
                           "add it to the resume command")
+
+
+# --- resume by path: the run records its options; a resume reads them back ------------------------
+
+# may differ between the run and its resume: where the data is, and how many resources the trials get
+RESUME_FREE_OPTIONS = ("data_dir", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "callback")
+NOT_RECORDED = ("resume", "list", "yes", "name", "storage_path")
+
+
+def record_options(plan: Plan, args: argparse.Namespace) -> None:
+    """Write the options of a new run into its folder (and a copy of its experiment file), so that
+    `--resume RUN_DIR` continues it with exactly these."""
+    options = {k: v for k, v in vars(args).items() if k not in NOT_RECORDED}
+    options["experiment"] = plan.experiment.name
+    options["experiment_file"] = plan.experiment_file
+    if plan.experiment_file:
+        copy = "experiment" + Path(plan.experiment_file).suffix
+        runstore.write_text(runstore.join(plan.run_dir, copy), Path(plan.experiment_file).read_text())
+        options["experiment_file_copy"] = copy
+    runstore.write_text(runstore.join(plan.run_dir, runstore.OPTIONS_FILE), json.dumps(options, indent=1) + "\n")
+
+
+def apply_recorded_options(args: argparse.Namespace, argv: list[str], prog: str = PROG) -> argparse.Namespace:
+    """`--resume RUN_DIR` (or `--resume --name N [--storage-path S]`): the run's recorded options
+    fill in every option not typed; a typed one must equal the recorded one (RESUME_FREE_OPTIONS
+    excepted), else ConfigError. A run without recorded options (started before they were
+    recorded) keeps the typed options, checked against its trial configs by build_plan."""
+    if not args.resume:
+        return args
+    given = vars(parser(prog, suppress=True).parse_args(argv))
+    if isinstance(args.resume, str):
+        if "name" in given or "storage_path" in given:
+            raise ConfigError(f"--resume {args.resume}: the folder names the run; drop --name and --storage-path")
+        run_dir = args.resume.rstrip("/") if runstore.is_remote(args.resume) else str(Path(args.resume).expanduser().resolve())
+        args.storage_path, _, args.name = run_dir.rpartition("/")
+        args.resume = True
+    elif not args.name:
+        raise ConfigError("--resume: give the run's folder (--resume RUN_DIR) or its --name (and --storage-path)")
+    run_dir = runstore.join(args.storage_path if runstore.is_remote(args.storage_path)
+                            else str(Path(args.storage_path).expanduser().resolve()), args.name)
+    text = runstore.read_text(runstore.join(run_dir, runstore.OPTIONS_FILE))
+    if text is None:
+        if not args.experiment and not args.experiment_file:
+            raise ConfigError(f"--resume: {run_dir} has no recorded options ({runstore.OPTIONS_FILE}): no run there, "
+                              "or one started before runs recorded them; for that, type its experiment and options again")
+        return args
+    recorded = json.loads(text)
+    copy = recorded.pop("experiment_file_copy", None)
+    if "experiment_file" in given:
+        given["experiment_file"] = str(Path(given["experiment_file"]).expanduser().resolve())
+    for key, value in recorded.items():
+        if key in given and key not in RESUME_FREE_OPTIONS and json.loads(json.dumps(given[key])) != value:
+            raise ConfigError(f"--resume: run {args.name!r} was started with {_flag(key, value)} but this command "
+                              f"gives {_flag(key, given[key])}; drop it to continue with the run's")
+        if key not in given:
+            setattr(args, key, value)
+    if copy and not runstore.is_remote(run_dir) and "experiment_file" not in given:
+        args.experiment_file = runstore.join(run_dir, copy)  # the run's own copy: the original may have changed or gone
+    return args
+
+
+def _flag(key: str, value) -> str:
+    if key == "experiment":
+        return f"the experiment {value}"
+    if isinstance(value, bool):
+        return f"--{key.replace('_', '-')}" if value else f"no --{key.replace('_', '-')}"
+    if isinstance(value, list):
+        return " ".join(f"--{key} {v}" for v in value) or f"no --{key}"
+    return f"--{key.replace('_', '-')} {value}"
 
 
 def check_resume_dataset(plan: Plan, images) -> None:
@@ -431,9 +580,6 @@ def load_images(plan: Plan):
 def make_tuner(plan: Plan, images, cluster_cpus: float):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
     from tuner.trainable import tune_trainable
 
     resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
@@ -444,13 +590,7 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
     if plan.address and not plan.max_concurrent:
         # an autoscaling cluster starts small: pending trials are what make it add GPU nodes
         concurrent = max(concurrent, min(plan.num_samples, 32))
-    search_alg = None
-    if plan.searcher == "optuna":
-        # without a limiter OptunaSearch runs one trial at a time
-        optuna = OptunaSearch(seed=plan.seeds[0])
-        if plan.objectives:  # the searcher holds the metrics (its TPE sampler handles several); TuneConfig must not
-            optuna = OptunaSearch(metric=list(plan.objectives), mode=[plan.mode] * len(plan.objectives), seed=plan.seeds[0])
-        search_alg = ConcurrencyLimiter(optuna, max_concurrent=concurrent)
+    search_alg = optuna_searcher(plan, concurrent) if plan.searcher == "optuna" else None
     scheduler = (
         ASHAScheduler(max_t=plan.max_epochs, grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
         if plan.asha else FIFOScheduler()
@@ -458,7 +598,9 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
     tune_config = tune.TuneConfig(
         metric=None if plan.objectives else plan.metric, mode=None if plan.objectives else plan.mode,
         search_alg=search_alg, scheduler=scheduler,
-        num_samples=plan.num_samples, max_concurrent_trials=plan.max_concurrent,
+        # one concurrency setting: Tune wraps a searcher in its ConcurrencyLimiter itself (a searcher
+        # such as Optuna, unlimited, would propose one trial at a time); a grid runs what fits
+        num_samples=plan.num_samples, max_concurrent_trials=concurrent if search_alg else plan.max_concurrent,
         reuse_actors=True,  # a fresh actor per trial costs seconds; the trainable rebuilds all state from config
         trial_name_creator=_trial_name,
         trial_dirname_creator=_trial_name,
@@ -470,11 +612,67 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
             num_to_keep=2, checkpoint_score_attribute=plan.metric, checkpoint_score_order=plan.mode
         ),
         failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial resumes from its checkpoint
-        callbacks=_result_loggers(),
+        callbacks=_result_loggers() + tracking_callbacks(plan),
         progress_reporter=progress_reporter(plan),
         verbose=1,
     )
     return tune.Tuner(trainable, param_space=param_space(plan), tune_config=tune_config, run_config=run_config)
+
+
+OPTUNA_JOURNAL = "optuna.journal"
+
+
+def optuna_storage(run_dir: str):
+    """The run's Optuna study, persistent: Optuna's journal file in the run folder, which
+    `optuna.load_study`, `optuna.visualization` and `optuna-dashboard` read, while the search runs too."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(Path(run_dir) / OPTUNA_JOURNAL)))
+
+
+def optuna_searcher(plan: Plan, concurrent: int):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    # several trials at once: the constant liar counts the running ones as bad results, so TPE does
+    # not propose the same region to every free slot
+    sampler = optuna.samplers.TPESampler(seed=plan.seeds[0], constant_liar=concurrent > 1)
+    # the journal is a local file (file locks); a run on s3:// keeps its study in memory
+    storage = None if runstore.is_remote(plan.run_dir) else optuna_storage(plan.run_dir)
+    metrics = {}
+    if plan.objectives:  # the searcher holds the metrics (TPE handles several); TuneConfig must not
+        metrics = {"metric": list(plan.objectives), "mode": [plan.mode] * len(plan.objectives)}
+    return OptunaSearch(sampler=sampler, storage=storage, study_name=plan.name, **metrics)
+
+
+# --callback: Ray's own logger callbacks; the packages are optional extras of imbalance-tune
+CALLBACK_PACKAGES = {"mlflow": "mlflow", "wandb": "wandb"}
+
+
+def check_callback_package(name: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(CALLBACK_PACKAGES[name]) is None:
+        raise ConfigError(f"--callback {name} needs the {CALLBACK_PACKAGES[name]} package: "
+                          f"pip install 'imbalance-tune[{name}]'")
+
+
+def tracking_callbacks(plan: Plan) -> list:
+    out = []
+    if "mlflow" in plan.callbacks:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        # tracking server from $MLFLOW_TRACKING_URI (MLflow's own default: ./mlruns); one MLflow run per trial
+        out.append(MLflowLoggerCallback(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), experiment_name=plan.name,
+                                        save_artifact=False))
+    if "wandb" in plan.callbacks:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        # credentials from `wandb login` / $WANDB_API_KEY, as wandb itself reads them
+        out.append(WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT", "imbalance-tune"), group=plan.name))
+    return out
 
 
 def _result_loggers() -> list:
@@ -533,7 +731,7 @@ def best_epoch_rows(result_grid, plan: Plan) -> list[dict]:
     return sorted(rows, key=lambda x: key(x) if x.get(plan.metric) == x.get(plan.metric) and plan.metric in x else float("inf"))
 
 
-def summary(result_grid, plan: Plan, top: int = 10) -> str:
+def summary(result_grid, plan: Plan, top: int = 10, prog: str = PROG) -> str:
     rows = best_epoch_rows(result_grid, plan)
     params = [*plan.space, *(["seed"] if len(plan.seeds) > 1 else []), *(["group"] if plan.arms else [])]
     head = ["rank", "trial", *params, "epoch", plan.metric, *SUMMARY_METRICS]
@@ -554,7 +752,8 @@ def summary(result_grid, plan: Plan, top: int = 10) -> str:
     out += [f"  failed {r['trial_id']}: {r.get('error', '')}" for r in failed]
     if plan.objectives:
         out += pareto_summary(result_grid, plan)
-    out += [f"Results:  {plan.run_dir}", f"Analyse:  python -m analysis.report {plan.run_dir}"]
+    report = "python -m analysis.report" if prog == PROG else f"{prog} report"
+    out += [f"Results:  {plan.run_dir}", f"Analyse:  {report} {plan.run_dir}"]
     return "\n".join(out)
 
 
@@ -598,18 +797,11 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def resume_command(argv: list[str], plan: Plan) -> str:
-    """The command that continues this run: the same options (so the same data and budget) plus --resume."""
-    keep, skip = [], False
-    for a in argv:
-        if skip or a == "--resume" or a.split("=", 1)[0] in ("--name", "--storage-path"):
-            skip = not skip and a in ("--name", "--storage-path")
-            continue
-        keep.append(a)
+def resume_command(argv: list[str], plan: Plan, prog: str = PROG) -> str:
+    """The command that continues this run: its folder holds the options it was started with."""
     import shlex
 
-    return shlex.join(["python", "-m", "tuner.search", *keep, "--name", plan.name, "--storage-path", plan.storage_path,
-                       "--resume"])
+    return shlex.join([*(["python", "-m", "tuner.search"] if prog == PROG else [prog]), "--resume", plan.run_dir])
 
 
 def _stop_gracefully_on_signals(stop: dict) -> dict | None:
@@ -650,39 +842,52 @@ def _restore_signals(previous: dict | None) -> None:
             signal.signal(sig, handler)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    if args.list:
-        print(list_experiments())
-        return 0
-    from search_spaces import EXPERIMENTS
-
-    if not args.experiment:
-        _fail("give an EXPERIMENT name; known experiments:\n" + list_experiments())
-    if args.experiment not in EXPERIMENTS:
-        _fail(f"unknown experiment {args.experiment!r}; known experiments:\n" + list_experiments())
-    try:
-        plan = build_plan(args)
-        images = load_images(plan)
-        settle_on_data(plan, images)
-        check_resume_dataset(plan, images)
-        split = data_mod.make_split(images, config_mod.resolve({**plan.fixed, **{k: _first(v) for k, v in plan.space.items()}, **(plan.arms[0] if plan.arms else {})}))
-    except ConfigError as e:
-        _fail(str(e))
+def prepare(args: argparse.Namespace, argv: list[str], prog: str = PROG):
+    """Options -> (plan, images), every check done, nothing started. Raises ConfigError (one line)."""
+    args = apply_recorded_options(args, argv, prog)
+    plan = build_plan(args)
+    images = load_images(plan)
+    settle_on_data(plan, images)  # own data: class settings fixed (and the resume check made) here
+    first = {**plan.fixed, **{k: _first(v) for k, v in plan.space.items()}, **(plan.arms[0] if plan.arms else {})}
+    split = data_mod.make_split(images, config_mod.resolve(first))
+    size_to_data(plan, int(split.counts.sum()))
+    if plan.resume and not data_mod.is_own(plan.fixed["dataset"]):
+        _check_resume_options(plan)
+    check_resume_dataset(plan, images)
     print(describe(plan, images, split.counts.tolist()), flush=True)
+    if not plan.resume:
+        record_options(plan, args)
+    return plan, images
 
+
+def check_cluster(plan: Plan, nodes: list[dict]) -> None:
+    """On a cluster, trials that ask for no GPU run on the CPUs they find first (the head's), and an
+    autoscaler never starts a GPU worker for them: refuse, naming the GPU nodes or node types.
+    `nodes`: `ray.nodes()` entries (the GPU workers of an autoscaling cluster may not be up yet;
+    cluster.yaml's head advertises no CPU for trials, so they then wait for a worker instead)."""
+    if not plan.address or plan.gpus_per_trial > 0:
+        return
+    gpus = [f"{n.get('NodeManagerAddress', '?')} ({n['Resources']['GPU']:g} GPU)" for n in nodes
+            if n.get("Alive", True) and n.get("Resources", {}).get("GPU", 0) > 0]
+    if gpus:
+        raise ConfigError(f"--gpus-per-trial 0 on a cluster with GPU nodes ({', '.join(gpus)}): the trials would train on "
+                          "CPUs only; pass --gpus-per-trial 1 (or 0.25 to pack 4 trials per GPU)")
+
+
+def execute(plan: Plan, images, argv: list[str], prog: str = PROG):
+    """Start (or join) Ray and run the search. Returns (exit code, ResultGrid or None when stopped)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter honours our trimmed columns
     # per-epoch checkpoints of short trials trigger a noisy (harmless) snapshot warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import signal
 
+    import ray
+
     stop, previous = {}, None
     try:
-        import ray
-
         if plan.address:
             ray.init(address=plan.address, log_to_driver=True)
+            check_cluster(plan, ray.nodes())
         elif not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
         previous = _stop_gracefully_on_signals(stop)  # after ray.init, which installs a SIGTERM handler that aborts
@@ -690,19 +895,32 @@ def main(argv=None) -> int:
         results = tuner.fit()
     except KeyboardInterrupt:
         # a second signal, or one before the search started: no final snapshot, the last one is used
-        saved = "://" in plan.storage_path or any(Path(plan.run_dir).glob("experiment_state*.json"))
-        print("\nInterrupted. " + (f"Resume with: {resume_command(argv, plan)}" if saved else
+        saved = runstore.is_remote(plan.run_dir) or any(Path(plan.run_dir).glob("experiment_state*.json"))
+        print("\nInterrupted. " + (f"Resume with: {resume_command(argv, plan, prog)}" if saved else
                                    "The search had not started: nothing to resume."), flush=True)
-        return 128 + stop.get("signal", signal.SIGINT)
+        return 128 + stop.get("signal", signal.SIGINT), None
     finally:
         _restore_signals(previous)
     if stop:
         # Ray marks the trials it stopped TERMINATED in `results`: a summary would count them as finished
         print(f"\nInterrupted ({signal.Signals(stop['signal']).name}): the trials that finished are kept, the others "
-              f"continue from their last checkpoint.\nResume with: {resume_command(argv, plan)}", flush=True)
-        return 128 + stop["signal"]
-    print(summary(results, plan))
-    return 0
+              f"continue from their last checkpoint.\nResume with: {resume_command(argv, plan, prog)}", flush=True)
+        return 128 + stop["signal"], results
+    print(summary(results, plan, prog=prog))
+    return 0, results
+
+
+def main(argv=None, prog: str = PROG) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv, prog)
+    try:
+        if args.list:
+            print(list_experiments(args.experiment_file))
+            return 0
+        plan, images = prepare(args, argv, prog)
+        return execute(plan, images, argv, prog)[0]
+    except ConfigError as e:
+        _fail(str(e))
 
 
 if __name__ == "__main__":
