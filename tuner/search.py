@@ -585,7 +585,10 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
     resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=images), resources)
     if plan.resume:
-        return tune.Tuner.restore(plan.run_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        # the space again: Ray stores its functions (a study's arms, tune.sample_from) as placeholders,
+        # and trials not yet created when the run stopped would get a placeholder as their config
+        return tune.Tuner.restore(plan.run_dir, trainable=trainable, param_space=param_space(plan),
+                                  resume_unfinished=True, resume_errored=True)
     concurrent = plan.max_concurrent or max(1, int(cluster_cpus // plan.cpus_per_trial))
     if plan.address and not plan.max_concurrent:
         # an autoscaling cluster starts small: pending trials are what make it add GPU nodes
