@@ -63,7 +63,9 @@ def imbalance_text(t: pd.DataFrame) -> str:
     if "imbalance" in t and t["imbalance"].notna().any():
         return f"imbalance {t['imbalance'].dropna().astype(str).iloc[0]}"
     mino = compare.minority_classes(t)
-    keep = t["minority_keep"].dropna().iloc[0] if "minority_keep" in t and t["minority_keep"].notna().any() else 0.1
+    # numbers even when the column is text (a run whose failed trials recorded something else there)
+    kept = pd.to_numeric(t["minority_keep"].astype(object), errors="coerce").dropna() if "minority_keep" in t else []
+    keep = float(kept.iloc[0]) if len(kept) else 0.1
     if not mino:
         return "no minority class"
     if "dataset" in t and t["dataset"].astype(str).str.startswith(("imagefolder:", "table:")).any():
