@@ -345,7 +345,9 @@ def report_of(tmp_path, name):
 
     run = tmp_path / "runs" / name
     assert report.main([str(run)]) == 0
-    trials = pd.read_parquet(run / "report" / "trials.parquet")
+    from analysis import load_trials
+
+    trials = load_trials(run / "report" / "trials.parquet")  # list columns come back as JSON text, as documented
     return trials, (run / "report" / "report.md").read_text()
 
 
