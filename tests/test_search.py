@@ -206,3 +206,17 @@ def test_the_paper_budget_never_falls_back_to_the_sample(tmp_path, capsys):
     assert "dataset 'mnist' unavailable" in err and str(empty) in err
     assert "--budget paper runs on the real data only" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_grid_over_several_seeds_runs_without_asha_unless_asked(tmp_path):
+    from tuner.search import build_plan, parse_args
+
+    def plan(*argv):
+        return build_plan(parse_args(["lstm_weighted", *argv, "--storage-path", str(tmp_path)]))
+
+    one = plan()  # one seed: Optuna with ASHA, as declared
+    assert one.searcher == "optuna" and one.asha
+    several = plan("--seeds", "0,1,2")  # seed means and paired tests need every trial at the same epochs
+    assert several.searcher == "grid" and not several.asha
+    assert any("ASHA off: a grid over several seeds" in n for n in several.notes)
+    assert plan("--seeds", "0,1,2", "--asha").asha  # asked for: kept

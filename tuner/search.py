@@ -112,6 +112,8 @@ def parser(prog: str = PROG, suppress: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="comma-separated seeds, a grid dimension (e.g. 0,1,2)")
     p.add_argument("--searcher", choices=("optuna", "grid", "random"), help="override the experiment's searcher")
     p.add_argument("--no-asha", action="store_true", help="run every trial to --max-epochs")
+    p.add_argument("--asha", action="store_true",
+                   help="keep ASHA on a grid over several seeds (off by default there: seed means need complete runs)")
     p.add_argument("--storage-path", help="where runs are written (local dir, s3://...)")
     p.add_argument("--name", help="run name (default EXPERIMENT-BUDGET-TIMESTAMP)")
     p.add_argument("--resume", nargs="?", const=True,
@@ -264,6 +266,12 @@ def build_plan(args: argparse.Namespace) -> Plan:
 
     if fixed.get("precision") == "fp16" and args.gpus_per_trial == 0:
         raise ConfigError(f"{config_mod.FP16_ON_CPU}, or give trials a GPU with --gpus-per-trial")
+    # ASHA ranks one metric; a grid over several seeds compares seed means, which need every trial
+    # at the same epochs: ASHA is off there unless --asha asks for it
+    asha = exp.searcher != "grid" and not args.no_asha and not arms and not objectives
+    if asha and searcher == "grid" and len(seeds) > 1 and not args.asha:
+        asha = False
+        notes.append("ASHA off: a grid over several seeds runs every trial to the end (--asha keeps it)")
     storage = args.storage_path
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
@@ -274,7 +282,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     plan = Plan(
         experiment=exp, budget_name=args.budget, fixed=fixed, space=space, searcher=searcher, seeds=seeds,
         num_samples=num_samples, max_epochs=max_epochs, metric=metric, mode=args.mode or exp.mode,
-        asha=exp.searcher != "grid" and not args.no_asha and not arms and not objectives,  # ASHA ranks one metric
+        asha=asha,
         grace_period=min(budget.grace_period, max_epochs), reduction_factor=budget.reduction_factor,
         storage_path=storage, name=name, resume=args.resume, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.max_concurrent,
