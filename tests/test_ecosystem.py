@@ -220,8 +220,9 @@ def test_report_importance_reads_the_runs_optuna_study(tmp_path, monkeypatch):
     from tuner.search import optuna_storage
 
     run = tmp_path / "R"
-    study = optuna.create_study(study_name="R", storage=optuna_storage(str(run)), direction="maximize")
-    for i in range(8):  # the value follows x only: x explains everything, y nothing
+    study = optuna.create_study(study_name="R", storage=optuna_storage(str(run)), direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))  # the same points every run
+    for i in range(20):  # the value follows x only: x explains everything, y nothing (8 points were too few for fANOVA)
         trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1), "y": optuna.distributions.FloatDistribution(0, 1)})
         study.tell(trial, trial.params["x"] * 10)
     # the trials table disagrees on purpose (values follow y): the study is what is read
@@ -233,12 +234,19 @@ def test_report_importance_reads_the_runs_optuna_study(tmp_path, monkeypatch):
     # another metric than the search's: the study does not know it, the table is replayed
     _, method = importance.run_importance(trials.rename(columns={"val_balanced_acc": "val_macro_f1"}), ["x", "y"], "val_macro_f1")
     assert "from the run's Optuna study" not in method
-    # without scikit-learn (the `analysis` extra): fewer than 20 trials, the report names the fallback it used
+    # without scikit-learn (the `analysis` extra): with fewer than 20 trials (PED-ANOVA's minimum) the
+    # report names the fallback it used
+    small = tmp_path / "S"
+    few = optuna.create_study(study_name="S", storage=optuna_storage(str(small)), direction="maximize",
+                              sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        trial = few.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        few.tell(trial, trial.params["x"])
     monkeypatch.setitem(sys.modules, "sklearn", None)
-    _, method = importance.run_importance(trials, ["x", "y"], "val_balanced_acc")
+    _, method = importance.run_importance(trials.head(8).assign(run_path=str(small)), ["x", "y"], "val_balanced_acc")
     assert method == "|Spearman correlation| with the metric (normalised)"
     with pytest.raises(LookupError, match=r"pip install 'imbalance-tune\[analysis\]'"):
-        importance.study_importance(run / "optuna.journal")
+        importance.study_importance(small / "optuna.journal")
 
 
 def test_api_runs_an_experiment_object_without_registering_it(ray_session, tmp_path):
