@@ -80,12 +80,12 @@ class OursTrial:
     def run(self, n_batches: int) -> tuple[int, float]:
         t0 = time.perf_counter()
         with first_batches(n_batches):
-            _, _, n = self._train_epoch()  # returns floats: synchronised
+            _, _, n, _ = self._train_epoch()  # returns floats: synchronised
         return n, time.perf_counter() - t0
 
     def epoch_full(self) -> tuple[int, float]:
         t0 = time.perf_counter()
-        _, _, n = self._train_epoch()
+        _, _, n, _ = self._train_epoch()
         return n, time.perf_counter() - t0
 
     def data_only(self, n_batches: int) -> tuple[int, float]:

@@ -81,3 +81,21 @@ def test_cuda_path_when_available(sample_images):
         pytest.skip("no CUDA GPU here")
     (m,) = train({**FAST, "device": "cuda", "ros_target": 1.0, "rotation_deg": 10}, data=sample_images)
     assert 0 <= m["acc"] <= 1
+
+
+def test_steps_and_samples_seen_count_the_compute_of_each_arm(sample_images):
+    from tuner.config import resolve
+    from tuner.reference import ros_extra
+
+    bs = FAST["batch_size"]
+    plain = train({**FAST, "epochs": 2}, data=sample_images)
+    n = sum(plain[0]["train_counts"])  # no remedy: every training image once per epoch
+    assert [h["samples_seen"] for h in plain] == [n, 2 * n]
+    assert [h["steps"] for h in plain] == [math.ceil(n / bs), 2 * math.ceil(n / bs)]
+    ros_cfg = {**FAST, "epochs": 2, "ros_target": 1.0}
+    ros = train(ros_cfg, data=sample_images)
+    counts = ros[0]["train_counts"]
+    # over-sampling draws copies on top (the DataLoader reference's arithmetic, written independently)
+    per_epoch = sum(counts) + sum(ros_extra(resolve(ros_cfg), counts, c) for c in range(5))
+    assert per_epoch > n and [h["samples_seen"] for h in ros] == [per_epoch, 2 * per_epoch]
+    assert [h["steps"] for h in ros] == [math.ceil(per_epoch / bs), 2 * math.ceil(per_epoch / bs)]

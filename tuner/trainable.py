@@ -180,7 +180,8 @@ def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn,
 
 
 def train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority,
-                precision: Precision | None = None) -> tuple[float, float, int]:
+                precision: Precision | None = None) -> tuple[float, float, int, int]:
+    """One epoch: (mean training loss, training accuracy, samples drawn, optimizer steps taken)."""
     model.train()
     precision = precision or Precision(cfg["precision"], dd.device)
     loss_fn = losses.for_epoch(loss_fn, epoch)  # DRW switches the class weights at an epoch
@@ -193,6 +194,7 @@ def train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority,
     irm_w = remedies.irm_weight(cfg, epoch)
     loss_sum = torch.zeros((), device=dd.device)
     correct = torch.zeros((), dtype=torch.long, device=dd.device)
+    steps = 0
     for s in range(0, n, bs):
         y = plan.y[s : s + bs]
         if irm_on and len(y) < 2:
@@ -210,11 +212,12 @@ def train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority,
                     loss = loss / irm_w  # keep gradient scale comparable once the penalty dominates
         optimizer.zero_grad(set_to_none=True)
         precision.step(loss, optimizer)
+        steps += 1
         with torch.no_grad():  # accumulate on device: no host sync per step
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
     # one sync per epoch
-    return float(loss_sum) / n, float(correct) / n, n
+    return float(loss_sum) / n, float(correct) / n, n, steps
 
 
 def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]:
@@ -244,7 +247,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     is_minority = torch.zeros(images.num_classes, dtype=torch.bool, device=device)
     is_minority[list(cfg["minority_classes"])] = True
 
-    start = 1
+    start, steps, samples_seen = 1, 0, 0  # compute so far: arms that draw more per epoch are compared on these
     state = reporter.restore()
     if state is not None:
         model.load_state_dict(state["model"])
@@ -254,6 +257,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
             precision.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         start = int(state["epoch"]) + 1
+        steps, samples_seen = int(state.get("steps", 0)), int(state.get("samples_seen", 0))
 
     static = {
         "experiment": cfg["experiment"],
@@ -276,7 +280,9 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         if cfg["irm_lambda"] > 0 and cfg["irm_anneal_epochs"] > 0 and epoch == cfg["irm_anneal_epochs"] + 1:
             optimizer = make_optimizer(cfg, model)  # the penalty switches on: Adam's moments are stale
         t0 = time.perf_counter()
-        train_loss, train_acc, _ = train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority, precision)
+        train_loss, train_acc, drawn, taken = train_epoch(model, dd, cfg, epoch, optimizer, loss_fn, gen, is_minority,
+                                                          precision)
+        steps, samples_seen = steps + taken, samples_seen + drawn
         bs = cfg["eval_batch_size"]
         val_cm, val_loss = evaluate(model, dd, dd.train_x, dd.train_y, dd.val_idx, bs, loss_fn, precision)
         test_cm, test_loss = evaluate(model, dd, dd.test_x, dd.test_y, None, bs, loss_fn, precision)
@@ -284,6 +290,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         metrics = {
             "epoch": epoch,
             "epoch_time_s": time.perf_counter() - t0,
+            "steps": steps,  # optimizer steps since the trial began (over-sampling arms take more per epoch)
+            "samples_seen": samples_seen,  # training samples drawn since the trial began, copies included
             "train_loss": train_loss,
             "train_acc": train_acc,
             "val_loss": val_loss,
@@ -309,6 +317,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
                 "generator": gen.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch,
+                "steps": steps,
+                "samples_seen": samples_seen,
             }
             if precision.scaler.is_enabled():
                 state["scaler"] = precision.scaler.state_dict()
