@@ -249,10 +249,18 @@ def test_search_spreads_packs_and_survives_a_lost_worker_node(ray_env, tmp_path)
     results = trial_results(run)
     rows = [r for trial in results.values() for r in trial]
 
-    # complete: one result.json per trial with every epoch exactly once, nothing failed
+    # complete: one result.json per trial with every epoch, nothing failed. A trial on the lost node
+    # resumes from its latest *registered* checkpoint: Ray Tune registers a reported checkpoint in a
+    # second step after logging the result, so a node lost in between re-runs that one epoch (seen
+    # once in four CI runs, 2026-12-04: [1, 2, 2, 3, 4, 5]). More than one repeat would be a restart
+    # from an older checkpoint or from scratch.
     assert len(results) == TRIALS
     for trial, trial_rows in results.items():
-        assert [r["epoch"] for r in trial_rows] == list(range(1, EPOCHS + 1)), trial
+        epochs = [r["epoch"] for r in trial_rows]
+        assert sorted(set(epochs)) == list(range(1, EPOCHS + 1)) and epochs[-1] == EPOCHS, (trial, epochs)
+        repeats = len(epochs) - EPOCHS
+        on_lost_node = any(r["node_id"] == killed for r in trial_rows)
+        assert repeats == 0 or (repeats == 1 and on_lost_node and epochs == sorted(epochs)), (trial, epochs)
     assert f"{TRIALS} trials: {TRIALS} finished" in output and "0 failed" in output, output[-3000:]
 
     # spread over both worker nodes, never on the head (it declares no GPU)
