@@ -213,6 +213,19 @@ def section_precision(images, mode, rows: Rows, report: dict, log) -> None:
         out[model] = {"samples_per_s": med, "rounds": rates}
         rows.add(f"train {model} bf16 vs fp32 (autocast)", med["bf16"], med["fp32"], "samples/s", None, True)
         log(f"  {model}: bf16 {med['bf16']:.0f}, fp32 {med['fp32']:.0f} samples/s")
+    # channels_last=true against the default memory order, cnn (the LSTM has no 4-D weights)
+    trials = {k: OursTrial({"model": "cnn", "channels_last": k}, images) for k in (False, True)}
+    for t in trials.values():
+        t.run(2)
+    rates = {k: [] for k in trials}
+    for r in range(mode["rounds"]):
+        for k in ((False, True) if r % 2 == 0 else (True, False)):
+            n, sec = trials[k].run(mode["batches"]["cnn"])
+            rates[k].append(n / sec)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    out["cnn channels_last"] = {"samples_per_s": {str(k): v for k, v in med.items()}}
+    rows.add("train cnn channels_last vs default memory order", med[True], med[False], "samples/s", None, True)
+    log(f"  cnn: channels_last {med[True]:.0f}, default {med[False]:.0f} samples/s")
 
 
 def section_limit(images, mode, rows: Rows, report: dict, log) -> None:

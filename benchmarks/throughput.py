@@ -55,7 +55,7 @@ class OursTrial:
     """State exactly as `tuner.trainable.train` builds it; `run(n)` = one `train_epoch` of n batches."""
 
     def __init__(self, config: dict, images: Images, device="cpu"):
-        from tuner.trainable import make_optimizer
+        from tuner.trainable import make_optimizer, memory_format
 
         self.cfg = cfg = config_mod.resolve(config)
         self.device = torch.device(device)
@@ -63,7 +63,8 @@ class OursTrial:
         torch.manual_seed(cfg["seed"])
         self.gen = torch.Generator(device=self.device).manual_seed(cfg["seed"])
         self.dd = DeviceData(images, split, self.device)
-        self.model = build_model(cfg["model"], images.input_shape, images.num_classes, cfg).to(self.device)
+        self.model = memory_format(cfg, build_model(cfg["model"], images.input_shape, images.num_classes, cfg)
+                                   .to(self.device), self.dd)
         self.optimizer = make_optimizer(cfg, self.model)
         self.loss_fn = remedies.make_loss(cfg, split.counts.tolist(), self.device)
         self.is_minority = torch.zeros(images.num_classes, dtype=torch.bool, device=self.device)

@@ -38,6 +38,8 @@ class DeviceData:
         self.mean = torch.tensor(images.mean, device=device).view(shape)
         self.std = torch.tensor(images.std, device=device).view(shape)
         self.num_classes = images.num_classes
+        # channels_last=true: batches in NHWC order, as the conv model's weights (train sets it)
+        self.memory_format = torch.contiguous_format
 
     def pixels(self, x_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 images -> float pixels in [0, 1] (augmentation works on this scale); a table's
@@ -47,4 +49,5 @@ class DeviceData:
         return x_uint8.float().div_(255)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sub(x, self.mean).div_(self.std)  # one new tensor, not two
+        x = torch.sub(x, self.mean).div_(self.std)  # one new tensor, not two
+        return x if self.memory_format is torch.contiguous_format else x.contiguous(memory_format=self.memory_format)

@@ -64,6 +64,8 @@ def check(cfg: dict) -> None:
         raise ConfigError(f"digit_pairs trials use no imbalance remedy: unset {', '.join(remedies.active(cfg))}")
     if cfg["precision"] != "fp32":  # the pairs trainer has no autocast: the setting would be silently ignored
         raise ConfigError(f"precision={cfg['precision']!r}: digit_pairs trials run in fp32 only")
+    if cfg["channels_last"]:
+        raise ConfigError("channels_last=true: digit_pairs trials do not use it; unset it")
     n_val = val_count(cfg)
     if not 1 <= n_val < cfg["num_pairs"]:
         raise ConfigError(f"num_pairs={cfg['num_pairs']} with val_fraction={cfg['val_fraction']:g} leaves {n_val} "

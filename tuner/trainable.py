@@ -139,6 +139,15 @@ class Precision:
         self.scaler.update()
 
 
+def memory_format(cfg: dict, model: torch.nn.Module, dd: DeviceData) -> torch.nn.Module:
+    """`channels_last=true` on images: the model's weights and every batch in NHWC order, where
+    oneDNN's and cuDNN's convolution kernels are faster (the cnn on the CPU: docs/performance.md)."""
+    if cfg["channels_last"] and dd.train_x.dim() == 4:
+        dd.memory_format = torch.channels_last
+        return model.to(memory_format=torch.channels_last)
+    return model
+
+
 def dataset_for(cfg: dict) -> Images:
     from tuner.owndata import LOAD_KEYS
 
@@ -240,7 +249,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     np.random.seed(cfg["seed"])
     gen = torch.Generator(device=device).manual_seed(cfg["seed"])
     dd = DeviceData(images, split, device)
-    model = build_model(cfg["model"], images.input_shape, images.num_classes, cfg).to(device)
+    model = memory_format(cfg, build_model(cfg["model"], images.input_shape, images.num_classes, cfg).to(device), dd)
     optimizer = make_optimizer(cfg, model)
     precision = Precision(cfg["precision"], device)
     loss_fn = remedies.make_loss(cfg, split.counts.tolist(), device)
