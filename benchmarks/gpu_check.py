@@ -19,8 +19,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -153,8 +156,6 @@ def share_of_peak(chk: Check, images) -> dict:
 
 
 def packing(chk: Check, data_dir: Path) -> dict:
-    import os
-
     from benchmarks import searchbench as sb
 
     m = chk.mode
@@ -168,9 +169,6 @@ def packing(chk: Check, data_dir: Path) -> dict:
 
 
 def asha_search(chk: Check, data_dir: Path) -> dict:
-    import os
-    import tempfile
-
     from benchmarks import searchbench as sb
 
     m = chk.mode
@@ -182,8 +180,6 @@ def asha_search(chk: Check, data_dir: Path) -> dict:
         if m["device"] == "cpu":
             args += ["--budget", "smoke", "--max-epochs", "1"]
         cmd = [sys.executable, "-m", "tuner.search", sb.EXPERIMENT, "--storage-path", d, "--name", "asha", *args]
-        import subprocess
-
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, env=sb._env(1), capture_output=True, text=True)
         wall = time.perf_counter() - t0
