@@ -17,14 +17,31 @@ from analysis import stats
 DEFAULT_METRICS = ("minority_acc", "majority_acc", "acc")
 TEST_METRICS = ("acc", "minority_acc", "majority_acc", "balanced_acc")
 SEED_COLUMNS = ("seed", "data_seed")
-# The "no remedy" value of each remedy parameter: the natural baseline of a paired test.
-NO_REMEDY = {"minority_weight": 1.0, "ros_target": 0.0, "noise_sigma": 0.0, "rotation_deg": 0.0, "irm_lambda": 0.0,
-             "weight_decay": 0.0, "group": "unbalanced"}
-# Config keys of the contract, used when a hand-built table has no attrs["config_columns"].
-KNOWN_CONFIG = ("experiment", "dataset_requested", "model", "seed", "data_seed", "minority_classes", "minority_keep",
-                "imbalance", "val_fraction", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "minority_weight",
-                "class_weights", "ros_target", "noise_sigma", "noise_copies", "rotation_deg", "augment_scope", "irm_lambda",
-                "irm_env", "irm_anneal_epochs", "group", "budget")
+def _no_remedy() -> dict:
+    """The "off" value of every setting that switches something on (the remedies' declarations in
+    tuner.remedies, and the core's, e.g. weight_decay): the natural baseline of a paired test. A
+    study's unremedied arm is its `unbalanced` group."""
+    from tuner.remedies import params
+    from tuner.settings import CORE
+
+    return {k: p.off for k, p in {**CORE, **params()}.items() if p.is_switch} | {"group": "unbalanced"}
+
+
+def _known_config() -> tuple:
+    """Config keys of the contract, used when a hand-built table has no attrs["config_columns"]."""
+    from tuner.remedies import params
+
+    core = ("experiment", "dataset_requested", "model", "seed", "data_seed", "minority_classes", "minority_keep",
+            "imbalance", "val_fraction", "epochs", "batch_size", "lr", "weight_decay", "optimizer")
+    return core + tuple(params()) + ("group", "budget")
+
+
+def __getattr__(name):  # derived on use, so a remedy registered later (an experiment file, a test) is included
+    if name == "NO_REMEDY":
+        return _no_remedy()
+    if name == "KNOWN_CONFIG":
+        return _known_config()
+    raise AttributeError(name)
 
 
 def completed(trials: pd.DataFrame, include_stopped: bool = True) -> pd.DataFrame:
@@ -36,7 +53,7 @@ def completed(trials: pd.DataFrame, include_stopped: bool = True) -> pd.DataFram
 
 
 def config_columns(trials: pd.DataFrame) -> list[str]:
-    cols = trials.attrs.get("config_columns") or KNOWN_CONFIG
+    cols = trials.attrs.get("config_columns") or _known_config()
     return [c for c in cols if c in trials.columns]
 
 
@@ -65,8 +82,9 @@ def aliases(trials: pd.DataFrame, params: list[str]) -> dict[str, list[str]]:
 def baseline_value(trials: pd.DataFrame, param: str):
     """The no-remedy value of `param` when it was run, else its smallest (or first) value."""
     values = trials[param].dropna().unique()
-    if param in NO_REMEDY and NO_REMEDY[param] in set(values):
-        return NO_REMEDY[param]
+    no_remedy = _no_remedy()
+    if param in no_remedy and no_remedy[param] in set(values):
+        return no_remedy[param]
     return sorted(values)[0] if len(values) else None
 
 
@@ -78,7 +96,7 @@ def value_order(trials: pd.DataFrame, col: str) -> list:
     if "trial_index" in trials and trials["trial_index"].notna().all():
         values = values[trials.loc[values.index, "trial_index"].sort_values(kind="stable").index]
     order = list(dict.fromkeys(values.tolist()))
-    base = NO_REMEDY.get(col)
+    base = _no_remedy().get(col)
     return ([base] if base in order else []) + [v for v in order if v != base]
 
 

@@ -30,12 +30,6 @@ METRIC_LABELS = {
     "p_A_to_A": "majority → majority", "p_A_to_I": "majority → minority",
     "p_I_to_A": "minority → majority", "p_I_to_I": "minority → minority",
 }
-PARAM_LABELS = {
-    "minority_weight": "minority-class loss weight (×)", "ros_target": "random over-sampling target",
-    "noise_sigma": "noise σ (normalised pixel units)", "noise_copies": "noisy copies per image",
-    "rotation_deg": "rotation range (degrees)", "irm_lambda": "IRM penalty weight λ", "lr": "learning rate",
-    "weight_decay": "weight decay", "batch_size": "batch size (images)", "irm_anneal_epochs": "IRM anneal (epochs)",
-}
 PERCENT_METRICS = ("acc", "f1", "p_")
 
 
@@ -47,8 +41,16 @@ def metric_label(m: str) -> str:
     return label + (" (%)" if is_percent(m) else "")
 
 
+def param_labels() -> dict[str, str]:
+    """Each setting's label with its unit, from its declaration (tuner.settings, tuner.remedies)."""
+    from tuner.remedies import params
+    from tuner.settings import CORE
+
+    return {k: p.label for k, p in {**CORE, **params()}.items() if p.label}
+
+
 def param_label(p: str) -> str:
-    return PARAM_LABELS.get(p, p.replace("_", " "))
+    return param_labels().get(p, p.replace("_", " "))
 
 
 def is_percent(m: str) -> bool:

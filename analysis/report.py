@@ -75,8 +75,7 @@ class Report:
                 self.top_trials()
                 self.best_configuration()
                 self.comparisons(sub, self.suffix, self.tag.lstrip("_"))
-                if exp == "digit_pairs":  # the study's protocol: test accuracy at the final epoch
-                    self.pairs_study(self.raw.loc[sub.index])
+                self.task_sections(self.raw.loc[sub.index])  # a study task's own tables (digit_pairs)
                 self.trial_details()
                 self.search_view()
                 if "objectives" in sub and sub["objectives"].notna().any():
@@ -199,12 +198,21 @@ class Report:
             rows.append(row)
         d.table(pd.DataFrame(rows), f"The {len(rows)} best of {len(t)} finished trials; test metrics in percent")
 
-    def pairs_study(self, trials):
-        from analysis.pairs import pairs_display, pairs_table
+    def task_sections(self, trials):
+        """The tables a study task adds (tuner.tasks.Task.report_sections), for the task that ran:
+        the `task` column, or for results without it, the task of their dataset."""
+        from tuner import tasks
 
-        self.doc.h(2, f"Study table: test accuracy per architecture{self.suffix}")
-        self.doc.table(pairs_display(pairs_table(trials)),
-                       "Test accuracy over rounds (new pairs and initialisation): mean ± sd, Student-t 95% CI, percent")
+        if "task" in trials and trials["task"].notna().any():
+            names = trials["task"].dropna().astype(str).unique()
+        else:
+            requested = "dataset_requested" if "dataset_requested" in trials else "dataset"
+            names = {tasks.for_config({"dataset": str(d)}).name for d in trials[requested].dropna().unique()} \
+                if requested in trials else ()
+        for name in names:
+            for heading, caption, table in tasks.get(name).report_sections(trials):
+                self.doc.h(2, f"{heading}{self.suffix}")
+                self.doc.table(table, caption)
 
     def config_scores(self, trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         """One row per configuration (varying params, seeds aside): selection metric over seeds, sorted best first."""

@@ -19,8 +19,6 @@ import torch
 from tuner import config as config_mod
 from tuner import remedies
 from tuner.data import Images, make_split
-from tuner.device_data import DeviceData
-from tuner.models import build_model
 from tuner.reference import ReferenceTrial, make_loader, reference_evaluate
 
 COPIES = {"ros_target": 1.0, "augment_scope": "copies"}
@@ -35,52 +33,53 @@ AUGMENTED = {"noise", "rotation", "combined"}
 
 
 @contextlib.contextmanager
-def first_batches(n: int):
-    """Make `train_epoch` stop after n batches: the epoch plan (already shuffled) is cut."""
-    full = remedies.epoch_plan
+def first_batches(run, n: int):
+    """Make `train_epoch` stop after n batches: the task run's epoch plan (already shuffled) is cut."""
+    full = run.epoch_plan
 
-    def cut(cfg, by_class, gen):
-        p = full(cfg, by_class, gen)
+    def cut(cfg, gen, running):
+        p = full(cfg, gen, running)
         k = n * cfg["batch_size"]
-        return remedies.EpochPlan(p.idx[:k], p.y[:k], p.sigma[:k], p.rotate[:k])
+        return remedies.EpochPlan(p.idx[:k], p.y[:k], p.num_classes, {f: v[:k] for f, v in p.fields.items()})
 
-    remedies.epoch_plan = cut
+    run.epoch_plan = cut
     try:
         yield
     finally:
-        remedies.epoch_plan = full
+        del run.epoch_plan  # the class's method again
 
 
 class OursTrial:
     """State exactly as `tuner.trainable.train` builds it; `run(n)` = one `train_epoch` of n batches."""
 
     def __init__(self, config: dict, images: Images, device="cpu"):
-        from tuner.trainable import make_optimizer, memory_format
+        from tuner import tasks
+        from tuner.precision import Precision
+        from tuner.trainable import make_optimizer
 
         self.cfg = cfg = config_mod.resolve(config)
         self.device = torch.device(device)
-        split = make_split(images, cfg)
+        self.task_run = tasks.for_config(cfg).setup(cfg, images, self.device)
+        self.dd = self.task_run.dd
         torch.manual_seed(cfg["seed"])
         self.gen = torch.Generator(device=self.device).manual_seed(cfg["seed"])
-        self.dd = DeviceData(images, split, self.device)
-        self.model = memory_format(cfg, build_model(cfg["model"], images.input_shape, images.num_classes, cfg)
-                                   .to(self.device), self.dd)
+        self.model = self.task_run.build_model()
         self.optimizer = make_optimizer(cfg, self.model)
-        self.loss_fn = remedies.make_loss(cfg, split.counts.tolist(), self.device)
-        self.is_minority = torch.zeros(images.num_classes, dtype=torch.bool, device=self.device)
-        self.is_minority[list(cfg["minority_classes"])] = True
+        self.loss_fn = self.task_run.base_loss()
+        self.running = remedies.running(cfg)
+        self.precision = Precision(cfg["precision"], self.device)
         self.epoch = 0
 
     def _train_epoch(self):
-        from tuner.trainable import train_epoch
+        from tuner.trainable import epoch_context, train_epoch
 
         self.epoch += 1
-        return train_epoch(self.model, self.dd, self.cfg, self.epoch, self.optimizer, self.loss_fn, self.gen,
-                           self.is_minority)
+        ctx = epoch_context(self.cfg, self.epoch, self.gen, self.task_run, self.loss_fn, self.optimizer, self.model)
+        return train_epoch(self.model, self.task_run, ctx, self.running, self.precision)
 
     def run(self, n_batches: int) -> tuple[int, float]:
         t0 = time.perf_counter()
-        with first_batches(n_batches):
+        with first_batches(self.task_run, n_batches):
             _, _, n, _ = self._train_epoch()  # returns floats: synchronised
         return n, time.perf_counter() - t0
 
@@ -91,13 +90,20 @@ class OursTrial:
 
     def data_only(self, n_batches: int) -> tuple[int, float]:
         """Our data path alone (plan, gather, augment, normalise), no model."""
-        cfg, dd = self.cfg, self.dd
+        from tuner.trainable import epoch_context
+
+        cfg, run = self.cfg, self.task_run
+        ctx = epoch_context(cfg, 1, self.gen, run, self.loss_fn, self.optimizer, self.model)
+        transforms = [r.transform for r in sorted(self.running, key=lambda r: r.transform_order)
+                      if r.transform is not None and r.name != "remix"]
         t0 = time.perf_counter()
-        plan = remedies.epoch_plan(cfg, dd.by_class, self.gen)
+        plan = run.epoch_plan(cfg, self.gen, self.running)
         bs, samples = cfg["batch_size"], 0
         for s in range(0, min(len(plan.idx), n_batches * bs), bs):
-            x = dd.pixels(dd.train_x.index_select(0, plan.idx[s : s + bs]))
-            x = dd.normalise(remedies.augment(x, plan.sigma[s : s + bs], plan.rotate[s : s + bs], cfg, self.gen))
+            batch = run.batch(plan, s, s + bs)
+            for transform in transforms:
+                batch = transform(batch, ctx)
+            x = run.model_input(batch.x)
             samples += len(x)
         if self.device.type == "cuda":
             torch.cuda.synchronize()

@@ -5,6 +5,7 @@ round with new pairs (1000 training pairs, 10% of them for validation, 1000 test
 initialisation. Nothing is searched: every architecture runs every round to the end, and the
 study's table is mean, sd and 95% CI of the test accuracy over rounds (`analysis.pairs.pairs_table`).
 """
+import tuner.pairs  # noqa: F401  (the task, its datasets and models: this study's plug-in)
 from search_spaces.registry import Budget, Experiment, register
 
 ARCHITECTURES = ("perceptron", "mlp", "cnn", "cnn_pad", "cnn_dropout", "cnn_bn", "resnet", "siamese", "siamese_aux",
@@ -29,4 +30,5 @@ register(Experiment(
     searcher="grid",
     metric="val_acc",
     budgets=BUDGETS,
+    task="digit_pairs",  # tuner.pairs: its targets, models, loss and report table
 ))

@@ -3,6 +3,7 @@ best LSTM config."""
 from dataclasses import dataclass
 
 from search_spaces.registry import PAPER, SMOKE, Budget, Choice, Experiment, Range, register
+from tuner.remedies import search_range
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,8 @@ register(Experiment(
     fixed={"model": "lstm", "loss_fn": "logit_adjusted"},
     # both knobs move accuracy from the majority to the minority classes: tau up, q down
     space={
-        "la_tau": Range(0.0, 3.0, grid=(0.0, 1.0, 2.0, 3.0)),
-        "sampling_q": Range(0.0, 1.0, grid=(0.0, 0.5, 1.0)),
+        "la_tau": search_range("la_tau"),
+        "sampling_q": search_range("sampling_q"),
         "lr": Range(5e-4, 3e-3, scale="log", grid=(1e-3,)),
     },
     metric="val_minority_acc,val_majority_acc",
@@ -48,10 +49,10 @@ register(Experiment(
     fixed=BEST,
     space={
         "loss_fn": Tuned(("logit_adjusted", "ce", "focal", "ldam"), best=BEST["loss_fn"]),
-        "la_tau": Range(0.5, 2.0, grid=(BEST["la_tau"],)),
-        "remix_alpha": Range(0.2, 2.0, scale="log", grid=(BEST["remix_alpha"],)),
-        "remix_tau": Range(0.3, 0.7, grid=(BEST["remix_tau"],)),
-        "rotation_deg": Range(0.0, 20.0, grid=(BEST["rotation_deg"],)),
+        "la_tau": search_range("la_tau").narrow(0.5, 2.0, grid=(BEST["la_tau"],)),
+        "remix_alpha": search_range("remix_alpha").narrow(0.2, 2.0, grid=(BEST["remix_alpha"],)),
+        "remix_tau": search_range("remix_tau").narrow(grid=(BEST["remix_tau"],)),
+        "rotation_deg": search_range("rotation_deg").narrow(0.0, 20.0, grid=(BEST["rotation_deg"],)),
         "lr": Range(1e-3, 4e-3, scale="log", grid=(BEST["lr"],)),
     },
     metric="val_minority_acc",  # the target; the summary shows majority and balanced accuracy beside it

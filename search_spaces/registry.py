@@ -11,39 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Range:
-    low: float
-    high: float
-    scale: str = "linear"  # linear | log | int
-    grid: tuple = ()  # values used when the search is a grid
-
-    def grid_values(self) -> list:
-        if self.grid:
-            return list(self.grid)
-        if self.scale == "int":
-            return list(range(int(self.low), int(self.high) + 1))
-        if self.scale == "log":
-            import math
-
-            lo, hi = math.log10(self.low), math.log10(self.high)
-            return [float(f"{10 ** (lo + i * (hi - lo) / 4):.3g}") for i in range(5)]
-        return [round(self.low + i * (self.high - self.low) / 4, 6) for i in range(5)]
-
-    def describe(self) -> str:
-        return f"{self.low:g}..{self.high:g}" + (" (log)" if self.scale == "log" else "")
-
-
-@dataclass(frozen=True)
-class Choice:
-    values: tuple
-
-    def grid_values(self) -> list:
-        return list(self.values)
-
-    def describe(self) -> str:
-        return "{" + ", ".join(map(str, self.values)) + "}"
+from tuner.settings import Choice, Range  # noqa: F401  (re-exported: experiments import them from here)
 
 
 STEPS_EPOCHS_CAP = 200  # the most epochs a min_steps budget asks for (a tiny dataset)
@@ -88,6 +56,11 @@ class Experiment:
     budgets: dict[str, Budget] = field(default_factory=lambda: {"smoke": SMOKE, "local": LOCAL, "paper": PAPER})
     remedies: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()  # settings the user must give with --set (a follow-up study's inputs)
+    task: str = "classification"  # the study task (tuner.tasks): its targets, models, loss and metrics
+
+    def __post_init__(self):
+        if self.task != "classification" and self.fixed.get("task") != self.task:  # every trial records its task
+            object.__setattr__(self, "fixed", {"task": self.task, **self.fixed})
 
     def with_(self, **changes) -> "Experiment":
         return replace(self, **changes)

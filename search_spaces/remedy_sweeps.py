@@ -2,21 +2,20 @@
 from dataclasses import replace
 
 from search_spaces.registry import LOCAL, PAPER, SMOKE, Budget, Choice, Experiment, Range, register
+from tuner.remedies import search_range
 
 # Over-sampled minority copies carry the augmentation, as in the studies ("raising the minority
 # count to 100% of the original with noisy / rotated copies").
 COPIES = {"ros_target": 1.0, "augment_scope": "copies"}
 
-WEIGHT = Range(2, 10, grid=(2, 3, 4, 5, 6, 7, 8, 9, 10))
-ROS = Range(0.2, 1.0, grid=(0.2, 0.4, 0.6, 0.8, 1.0))
-NOISE = Range(0.05, 1.0, grid=(0.1, 0.3, 0.5, 0.7, 0.9))
-ROTATION = Range(0, 30, grid=(0, 5, 10, 15, 20, 25, 30))
-IRM = Range(1e-2, 1e4, scale="log", grid=(0.01, 0.1, 1, 10, 100, 1000, 10000))
+# each remedy's range as its declaration gives it (tuner.remedies)
+WEIGHT, ROS, NOISE, ROTATION, IRM = (search_range(k) for k in ("minority_weight", "ros_target", "noise_sigma",
+                                                                "rotation_deg", "irm_lambda"))
 
-# `local` on the LSTM family: an LSTM epoch on imbalanced full MNIST takes 5-11 s on one idle core
-# (the CNN's about 60 s), so the LSTM sweeps afford 8 trials x up to 8 epochs (at least 400 steps) in a few minutes.
-# The baseline has nothing to search: 3 seeds of each arm instead. The CNN keeps the shared LOCAL
-# (8 trials x up to 4 epochs): cnn_rotation, over-sampled to balance, took 8 min on 2 idle cores.
+# `local` on the LSTM family: an LSTM epoch costs a fraction of a CNN epoch (figures:
+# docs/performance.md, "Figures behind the budgets"), so the LSTM sweeps afford 8 trials x up to 8
+# epochs (at least 400 steps). The baseline has nothing to search: 3 seeds of each arm instead. The
+# CNN keeps the shared LOCAL (8 trials x up to 4 epochs).
 # The default budget of a first run, often on the shipped sample: 8 epochs of full MNIST (~920
 # steps of batch 256), and at least 400 steps wherever an epoch is short: 40 epochs of the
 # sample, where the LSTM has converged by about 300 (README, "What to expect").
@@ -75,11 +74,11 @@ def remedy_experiments(prefix: str, model: str, *, weighted_model: str | None = 
             f"{model}: weight, over-sampling, noise, rotation and IRM searched together (Optuna TPE)",
             fixed={"model": model, "augment_scope": "copies", "irm_env": "groups", "irm_anneal_epochs": 1},
             space={
-                "minority_weight": Range(1, 10, grid=(1, 3, 10)),
-                "ros_target": Range(0.0, 1.0, grid=(0.0, 0.5, 1.0)),
-                "noise_sigma": Range(0.0, 0.5, grid=(0.0, 0.3)),
-                "rotation_deg": Range(0, 30, grid=(0, 15)),
-                "irm_lambda": Range(1e-2, 1e3, scale="log", grid=(0.1, 10)),
+                "minority_weight": WEIGHT.narrow(1, 10, grid=(1, 3, 10)),
+                "ros_target": ROS.narrow(0.0, 1.0, grid=(0.0, 0.5, 1.0)),
+                "noise_sigma": NOISE.narrow(0.0, 0.5, grid=(0.0, 0.3)),
+                "rotation_deg": ROTATION.narrow(grid=(0, 15)),
+                "irm_lambda": IRM.narrow(1e-2, 1e3, grid=(0.1, 10)),
                 "lr": Range(3e-4, 3e-3, scale="log", grid=(1e-3,)),
             },
             remedies=("weighted_loss", "ros", "noise", "rotation", "irm"),

@@ -168,7 +168,7 @@ register(Experiment(
     budgets=budgets(
         smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128},
                      groups=_groups((0.2, 1.0), (2, 10))),
-        # 5 min on 2 idle cores (the CNN dominates: 1.6M parameters, ~39 s per epoch beside another trial)
+        # one epoch of each arm on full MNIST: the CNN dominates (its time: docs/performance.md)
         local=Budget(1, 1, searcher="grid", fixed={"batch_size": 128}, groups=_groups((0.2, 1.0), (2, 10))),
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),

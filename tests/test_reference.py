@@ -11,6 +11,7 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from tuner import reference, remedies
+from tuner.remedies import augmentation
 from tuner.config import resolve
 from tuner.data import make_split
 from tuner.device_data import DeviceData
@@ -57,7 +58,7 @@ def test_rotation_angles_are_uniform_in_plus_minus_deg_on_both_paths(sample_imag
         ref_angles.append(angle)
         return img
 
-    monkeypatch.setattr(remedies, "rotate", record_ours)
+    monkeypatch.setattr(augmentation, "rotate", record_ours)  # where the batch transform finds it
     monkeypatch.setattr(TF, "rotate", record_ref)  # what transforms.RandomRotation calls
     cfg = resolve({"dataset": "mnist-sample", "rotation_deg": DEG, "augment_scope": "all"})
     x = torch.rand(2000, 1, 28, 28)

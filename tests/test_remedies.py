@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from tuner import remedies
 from tuner.config import resolve
+from tuner.errors import ConfigError
 
 COUNTS = [45] * 5 + [450] * 5  # mnist-sample at 10% minority, after the validation split
 
@@ -30,7 +31,7 @@ def plan(**settings):
 def test_no_remedy_is_one_shuffled_pass():
     p = plan()
     assert sorted(p.idx.tolist()) == list(range(sum(COUNTS)))
-    assert torch.equal(p.y, labels_of(p)) and not p.rotate.any() and (p.sigma == 0).all()
+    assert torch.equal(p.y, labels_of(p)) and p.fields.keys() == {"is_copy", "copy_sigma"}  # no noise, no rotation
 
 
 @pytest.mark.parametrize("ros_target, expected_minority", [(1.0, 450), (0.2, 90), (0.6, 270), (0.05, 45)])
@@ -180,6 +181,18 @@ def test_irm_group_environments_and_schedule():
 
 
 def test_registry_lists_every_remedy_setting_once():
-    names = [k for r in remedies.REMEDIES.values() for k in r.params]
+    names = [k for r in remedies.REMEDIES.values() for k in r.settings]
     assert len(names) == len(set(names))
     assert remedies.active(resolve({"minority_weight": 3, "ros_target": 0.5, "irm_lambda": 1})) == ["weighted_loss", "ros", "irm"]
+
+
+def test_ros_rho_max_min_counts_against_the_largest_class():
+    # minority 45 each; majority 400, 450, 500, 450, 450: mean 450, largest 500
+    counts = [45] * 5 + [400, 450, 500, 450, 450]
+    gen = torch.Generator().manual_seed(0)
+    for rho, reference in (("mean_majority", 450), ("max_min", 500)):
+        p = remedies.epoch_plan(resolve({"ros_target": 0.6, "ros_rho": rho}), by_class(counts), gen)
+        per_class = torch.bincount(labels_of(p, counts), minlength=10).tolist()
+        assert per_class[:5] == [round(0.6 * reference)] * 5 and per_class[5:] == counts[5:]
+    with pytest.raises(ConfigError, match="ros_rho='median' is not allowed: expected one of mean_majority, max_min"):
+        resolve({"ros_rho": "median"})

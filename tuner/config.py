@@ -8,59 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tuner.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Param:
-    default: Any
-    kind: type | tuple  # accepted Python type(s) after coercion; None always allowed when default is None
-    check: Callable[[Any], str | None] | None = None  # returns what is allowed when the value is bad
-    help: str = ""
-
-
-def positive(v):
-    return None if v > 0 else "a number > 0"
-
-
-def non_negative(v):
-    return None if v >= 0 else "a number >= 0"
-
-
-def fraction(v):
-    return None if 0 < v <= 1 else "a fraction in (0, 1]"
-
-
-def one_of(*names):
-    return lambda v: None if v in names else "one of " + ", ".join(names)
-
-
-# Class lists and dicts take indices or, for own data, class (folder or label) names; whether they
-# exist is checked once the data is known (`tuner.owndata.settle`). The built-in datasets have
-# classes 0-9, checked here at once (`_builtin_classes`).
-def _classes(v):
-    if all((isinstance(c, int) and not isinstance(c, bool) and c >= 0) or (isinstance(c, str) and c) for c in v):
-        return None
-    return "a list of class names or indices >= 0"
-
-
-def _imbalance(v):
-    if isinstance(v, str):
-        if v == "natural":
-            return None
-        try:
-            rho = float(v.split(":", 1)[1]) if v.startswith("long_tail:") else None
-        except ValueError:
-            rho = None
-        return None if rho is not None and 0 < rho <= 1 else ("a dict class->fraction, 'natural' or 'long_tail:RHO' "
-                                                             "with 0 < RHO <= 1")
-    for c, f in v.items():
-        if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < float(f) <= 1:
-            return f"kept fractions in (0, 1] (got {f!r} for class {c})"
-    return None
+from tuner.settings import (  # noqa: F401  (re-exported)
+    CORE, FP16_ON_CPU, Param, fraction, non_negative, one_of, positive,
+)
 
 
 def _builtin_classes(cfg: dict) -> None:
@@ -76,64 +29,14 @@ def _builtin_classes(cfg: dict) -> None:
         raise ConfigError(f"class_weights={cfg['class_weights']!r} is not allowed: expected a list of 10 per-class weights, each > 0")
 
 
-def _size(v):
-    from tuner.owndata import parse_size
-
-    try:
-        parse_size(v)
-    except ValueError:
-        return "H or H,W in pixels, each >= 1"
-    return None
-
-
-CORE: dict[str, Param] = {
-    "experiment": Param("", str, help="experiment name, recorded in every result"),
-    "group": Param("", str, help="label of a study group (unbalanced, augmented, irm, ...)"),
-    "budget": Param("", str, help="budget name, recorded in every result"),
-    "objectives": Param("", str, help="metrics of a multi-objective (Pareto) search, comma-separated, recorded in every result"),
-    "dataset": Param("mnist", str, help="dataset name: mnist, mnist-sample, cifar10, imagefolder:PATH, table:PATH"),
-    "dataset_fallback": Param(False, bool, help="fall back to mnist-sample when the dataset is unavailable"),
-    "data_dir": Param(None, str, help="data folder (else $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)"),
-    "model": Param("lstm", str, help="model name (tuner.models.MODELS)"),
-    "seed": Param(0, int, help="seed of initialisation, sampling and augmentation"),
-    "data_seed": Param(0, int, help="seed of the imbalanced subset and the validation split"),
-    "minority_classes": Param([0, 1, 2, 3, 4], list, _classes,
-                              "minority classes (group I); own data: names or indices, default those under half the median count"),
-    "minority_keep": Param(0.1, float, fraction, "kept fraction of each minority class (own data: 1, natural counts)"),
-    "imbalance": Param(None, (dict, str), _imbalance, "class -> kept fraction, or 'long_tail:RHO'"),
-    # own data (tuner.owndata): imagefolder:PATH and table:PATH
-    "image_size": Param(None, (int, str, list), _size, "imagefolder: resize every image to H or H,W pixels"),
-    "test_fraction": Param(0.2, float, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)",
-                           "own data without a test folder: stratified, seeded (data_seed) test split"),
-    "label": Param(None, str, help="table: the label column"),
-    "impute": Param("drop", str, one_of("drop", "median"), "table: rows with missing values dropped, or imputed with the training median"),
-    "val_fraction": Param(0.1, float, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)"),
-    "epochs": Param(10, int, positive, "maximum epochs"),
-    "batch_size": Param(256, int, positive),
-    "eval_batch_size": Param(4096, int, positive),
-    "lr": Param(1e-3, float, positive),
-    "weight_decay": Param(0.0, float, non_negative),
-    "optimizer": Param("adam", str, one_of("adam", "adamw", "sgd")),
-    "momentum": Param(0.9, float, non_negative, "SGD momentum"),
-    "checkpoint_every": Param(1, int, positive, "epochs between checkpoints"),
-    "device": Param("auto", str, one_of("auto", "cpu", "cuda"), "auto: cuda when available"),
-    "channels_last": Param(False, bool, help="conv models: weights and batches in channels_last (NHWC) memory order; "
-                           "the cnn's CPU step 1.34x alone, its trial step 1.09x (docs/performance.md); off keeps earlier numbers"),
-    "precision": Param("fp32", str, one_of("fp32", "bf16", "fp16"),
-                       "forward passes under autocast in this dtype (fp16 adds a GradScaler); weights stay fp32"),
-}
-
-
-FP16_ON_CPU = ("precision='fp16' needs a CUDA GPU (CPU kernels such as the LSTM's have no fp16 path): "
-               "use precision=bf16 on CPU")
-
-
-def all_params() -> dict[str, Param]:
-    from tuner import models, pairs, remedies
+def all_params(task=None) -> dict[str, Param]:
+    """The settings a config of `task` (a `tuner.tasks.Task`; default every registered task's) understands."""
+    from tuner import models, remedies, tasks
 
     checks = {"hidden": positive, "layers": non_negative}  # the mlp's width and depth
     model_params = {k: Param(v, type(v), checks.get(k), help="model option") for k, v in models.OPTIONS.items()}
-    return {**CORE, **model_params, **remedies.PARAMS, **pairs.PARAMS}
+    task_params = task.settings if task is not None else {k: p for t in tasks.TASKS.values() for k, p in t.settings.items()}
+    return {**CORE, **model_params, **remedies.params(), **task_params}
 
 
 def defaults() -> dict[str, Any]:
@@ -197,7 +100,10 @@ def _scalar(s: str):
 
 def resolve(config: dict) -> dict:
     """Defaults + the given values, type-checked and validated. Raises ConfigError (one line)."""
-    params = all_params()
+    from tuner import data, models, remedies, tasks
+
+    task = tasks.for_config(config)
+    params = all_params(task)
     unknown = sorted(set(config) - set(params))
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r}: known settings are {', '.join(sorted(params))}")
@@ -209,8 +115,12 @@ def resolve(config: dict) -> dict:
             if allowed:
                 raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
         cfg[key] = value
-    from tuner import data, models, pairs, remedies
+    cfg["task"] = task.name
 
+    if cfg["model"] not in models.MODELS:
+        from tuner import plugins
+
+        plugins.load()  # a task plug-in's model
     if cfg["model"] not in models.MODELS:
         raise ConfigError(f"unknown model {cfg['model']!r}: choose one of {', '.join(sorted(models.MODELS))}")
     if not data.is_own(cfg["dataset"]):
@@ -223,5 +133,8 @@ def resolve(config: dict) -> dict:
     if cfg["precision"] == "fp16" and cfg["device"] == "cpu":
         raise ConfigError(FP16_ON_CPU)
     remedies.check(cfg)
-    pairs.check(cfg)
+    for other in tasks.TASKS.values():
+        if other is not task:
+            other.check_other(cfg)
+    task.check(cfg)
     return cfg

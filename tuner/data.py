@@ -3,57 +3,24 @@
 Everything here is host-side and index based: a dataset is decoded once into `Images`
 (uint8 arrays, the same object every trial reads from Ray's object store), and the imbalance
 and validation split of one trial are just index arrays into it. Moving the pixels onto the
-trial's device and building batches is `tuner.batches`.
+trial's device and building batches is `tuner.device_data`.
 """
 from __future__ import annotations
 
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from tuner.errors import ConfigError
+from tuner.images import OWN_PREFIXES, Images, is_own  # noqa: F401  (re-exported)
 
 DEFAULT_DATA_DIR = Path("~/.cache/imbalance-tune/data").expanduser()
 SAMPLE_FILE = Path(__file__).parent / "sample_data" / "mnist_sample.npz"
-
-
-@dataclass(frozen=True)
-class Images:
-    """One decoded dataset: uint8 images (N, C, H, W), int64 labels, the normalisation constants.
-
-    A table (`kind="table"`, `tuner.tables`) holds float32 feature vectors (N, F), already
-    standardised on its training split (mean 0, std 1): the same batch path serves both, since
-    only the dtype (uint8 pixels are scaled by 1/255) and the shape differ. `info` holds what the
-    loader found (source, counts as found, notes), for the console and the results.
-    """
-
-    name: str
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: tuple[str, ...] = field(default_factory=lambda: tuple(str(c) for c in range(10)))
-    kind: str = "image"  # image | table
-    info: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def class_counts(self, idx: np.ndarray | None = None) -> np.ndarray:
-        y = self.train_y if idx is None else self.train_y[idx]
-        return np.bincount(y, minlength=self.num_classes)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -178,14 +145,6 @@ def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
 
 
-OWN_PREFIXES = ("imagefolder:", "table:")
-
-
-def is_own(name: str) -> bool:
-    """A user's own data: `imagefolder:PATH` or `table:PATH` (tuner.owndata)."""
-    return str(name).startswith(OWN_PREFIXES)
-
-
 def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: bool = False,
                  options: dict | None = None) -> Images:
     """Load a dataset by name. With `fallback` (the user asked for the default dataset), an
@@ -206,17 +165,11 @@ def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: b
         return DATASETS["mnist-sample"](root, download)
 
 
-def check_dataset_available(name: str, data_dir=None) -> None:
-    """Cheap check before any expensive work: the data folder, when given, must exist."""
-    if not is_own(name):
-        _check_known(name)
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        raise ConfigError(f"data folder {str(data_dir)!r} does not exist: pass an existing --data-dir")
-
-
 def _check_known(name: str) -> None:
     if name not in DATASETS:
-        from tuner import pairs  # noqa: F401  registers the digit_pairs datasets (it imports this module)
+        from tuner import plugins
+
+        plugins.load()  # a task plug-in's datasets (digit_pairs, ...)
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}, "
                           "imagefolder:PATH or table:PATH")

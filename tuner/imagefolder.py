@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.data import Images
+from tuner.images import Images
 from tuner.errors import ConfigError
-from tuner.owndata import gb, memory_limit, note, parse_size, stratified_split
+from tuner.images import gb, memory_limit, note, parse_size, stratified_split
 
 CACHE_VERSION = 1
 # Pillow modes without colour: a tree of only these is decoded as grey (1 channel).

@@ -7,29 +7,15 @@ remedies that need images are refused on tables). All of it runs on the driver b
 """
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from tuner.data import is_own  # noqa: F401  (re-exported: `owndata.is_own`)
 from tuner.errors import ConfigError
+from tuner.images import gb, is_own, memory_limit, note, parse_size, stratified_split  # noqa: F401  (re-exported)
 
 # Settings that change what a loader produces (part of the search's data, not of a trial).
 LOAD_KEYS = ("image_size", "test_fraction", "label", "impute", "data_seed")
-
-
-def parse_size(v) -> tuple[int, int] | None:
-    """image_size: 32, '32', '32,24', '32x24', [32, 24] -> (H, W); one number is a square. ValueError
-    when malformed (int() of '2.5' or 'big' raises it too)."""
-    if v is None:
-        return None
-    parts = list(v) if isinstance(v, (list, tuple)) else str(v).replace("x", ",").split(",")
-    hw = [int(str(p).strip()) for p in parts]
-    if not 1 <= len(hw) <= 2 or min(hw) < 1:
-        raise ValueError(v)
-    return (hw[0], hw[-1])
 
 
 def spec_path(name: str) -> Path:
@@ -41,9 +27,9 @@ def spec_path(name: str) -> Path:
 
 def load(name: str, options: dict, root: Path):
     """Load `imagefolder:PATH` or `table:PATH` with the settings in `options` (the trial config)."""
-    from tuner import config as config_mod
+    from tuner.settings import CORE
 
-    opts = {k: options.get(k, config_mod.CORE[k].default) for k in LOAD_KEYS}
+    opts = {k: options.get(k, CORE[k].default) for k in LOAD_KEYS}
     path = spec_path(name)
     if not path.exists():
         raise ConfigError(f"dataset {name!r}: {str(path)!r} does not exist")
@@ -59,39 +45,12 @@ def load(name: str, options: dict, root: Path):
     return tables.load(name, path, opts)
 
 
-def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices: round(fraction * n) of each class to test, at least 1 when the class
-    has 2 or more, never all of it (a class needs training examples)."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        n = len(members)
-        n_test = min(n - 1, max(1 if n >= 2 else 0, int(round(fraction * n))))
-        test.append(members[:n_test])
-        train.append(members[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def note(text: str) -> None:
-    """One line on the console about what the loader decided (not a warning: nothing is wrong)."""
-    print(f"note: {text}", file=sys.stderr, flush=True)
 
 
-def memory_limit() -> int:
-    """Bytes a decoded dataset may take: $TUNER_MAX_DATA_BYTES, else a quarter of this machine's
-    memory (Ray's object store, where the search puts the data, defaults to 30% of it)."""
-    if os.environ.get("TUNER_MAX_DATA_BYTES"):
-        return int(float(os.environ["TUNER_MAX_DATA_BYTES"]))
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
-def gb(n: float) -> str:
-    """Bytes, readably: 1.25 GB, 12.0 MB, 24.0 KB."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6)):
-        if n >= size / 10:
-            return f"{n / size:.{2 if unit == 'GB' else 1}f} {unit}"
-    return f"{n / 1e3:.1f} KB"
 
 
 # --- classes by name: minority classes, imbalance, class weights ---------------------------------

@@ -16,7 +16,6 @@ model's `loss_kind`:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import NamedTuple
@@ -28,10 +27,12 @@ from torch.nn import functional as F
 
 from tuner import data
 from tuner import metrics as metrics_mod
-from tuner.config import Param, fraction, non_negative, positive
+from tuner.settings import Param, fraction, non_negative, positive
 from tuner.errors import ConfigError
-from tuner.models import build_model, count_parameters, model_bytes, register
-from tuner.trainable import make_optimizer, resolve_device
+from tuner.models import build_model, register
+from tuner.remedies import Batch, EpochPlan
+from tuner.tasks import Task, TaskRun
+from tuner.tasks import register as register_task
 
 # dataset name -> the dataset its digits come from
 PAIR_DATASETS = {"digit_pairs": "mnist", "digit_pairs-sample": "mnist-sample"}
@@ -54,10 +55,6 @@ def is_pairs(cfg: dict) -> bool:
 
 def check(cfg: dict) -> None:
     """Cross-setting checks, called by tuner.config.resolve (one line naming the value)."""
-    if cfg["model"].startswith("pairs_") and not is_pairs(cfg):
-        raise ConfigError(f"model {cfg['model']!r} needs a pairs dataset: set dataset to one of {', '.join(PAIR_DATASETS)}")
-    if not is_pairs(cfg):
-        return
     from tuner import remedies
 
     if remedies.active(cfg):  # the pairs trainer has no imbalance: a remedy would be silently ignored
@@ -324,7 +321,7 @@ def pair_loss(out: PairOut, target, classes, w_pair: float, w_digit: float) -> t
     return loss
 
 
-# --- training ----------------------------------------------------------------------------------------
+# --- the task: one trial of digit_pairs, driven by the training loop of tuner.trainable --------------
 
 class _OnDevice(NamedTuple):
     x: torch.Tensor  # normalised
@@ -359,84 +356,80 @@ def evaluate(model: nn.Module, s: _OnDevice, batch_size: int) -> dict:
     return res
 
 
-def train_epoch(model, s: _OnDevice, cfg: dict, epoch: int, optimizer, gen) -> tuple[float, float]:
-    model.train()
-    w_pair, w_digit = loss_weights(model, cfg, epoch)
-    n, bs = len(s.target), cfg["batch_size"]
-    order = torch.randperm(n, generator=gen, device=gen.device)
-    batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    loss_sum = torch.zeros((), device=s.x.device)
-    correct = torch.zeros((), dtype=torch.long, device=s.x.device)
-    for b in range(0, n, bs):
-        idx = order[b : b + bs]
-        if len(idx) == 1 and batch_norm:
-            continue  # batch norm cannot train on a single pair
-        out = as_pair_out(model(s.x[idx]))
-        loss = pair_loss(out, s.target[idx], s.classes[idx], w_pair, w_digit)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():  # accumulate on device: one host sync per epoch
-            loss_sum += loss.detach() * len(idx)
-            correct += (out.pred == s.target[idx]).sum()
-    return float(loss_sum) / n, float(correct) / n
+class PairLoss(NamedTuple):
+    """The epoch's loss of one model: weights of CE(pair) and of the two digit CEs (`loss_weights`)."""
+
+    w_pair: float
+    w_digit: float
+
+    def __call__(self, out: PairOut, target, classes) -> torch.Tensor:
+        return pair_loss(out, target, classes, self.w_pair, self.w_digit)
 
 
-def train_pairs(cfg: dict, images: data.Images, reporter) -> list[dict]:
-    """One digit_pairs trial on a resolved config; the same reporter protocol and checkpoint state as
-    `tuner.trainable.train`."""
-    device = resolve_device(cfg["device"])
-    split = make_pair_split(images, cfg)
-    torch.manual_seed(cfg["seed"])
-    np.random.seed(cfg["seed"])
-    gen = torch.Generator(device=device).manual_seed(cfg["seed"])
-    mean, std = images.mean[0], images.std[0]
-    train_s, val_s, test_s = (_to_device(p, mean, std, device) for p in (split.train, split.val, split.test))
-    model = build_model(cfg["model"], PAIR_SHAPE, 2, cfg).to(device)
-    optimizer = make_optimizer(cfg, model)
+class DigitPairs(Task):
+    name = "digit_pairs"
+    summary = "pairs of 14x14 MNIST digits: is the first <= the second? (own targets, models and loss)"
+    settings = PARAMS
+    datasets = tuple(PAIR_DATASETS)
+    uses_remedies = False  # no imbalance here: `check` refuses every remedy
 
-    start = 1
-    state = reporter.restore()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start = int(state["epoch"]) + 1
+    def check(self, cfg):
+        check(cfg)
 
-    static = {
-        "experiment": cfg["experiment"],
+    def check_other(self, cfg):
+        if cfg["model"].startswith("pairs_"):
+            raise ConfigError(f"model {cfg['model']!r} needs a pairs dataset: set dataset to one of {', '.join(PAIR_DATASETS)}")
+
+    def setup(self, cfg, images, device):
+        return PairsRun(cfg, images, device)
+
+    def report_sections(self, trials):
+        from analysis.pairs import pairs_display, pairs_table  # the study's protocol: test accuracy at the final epoch
+
+        return [("Study table: test accuracy per architecture", "Test accuracy over rounds (new pairs and initialisation): mean ± sd, "
+                 "Student-t 95% CI, percent", pairs_display(pairs_table(trials)))]
+
+
+class PairsRun(TaskRun):
+    def __init__(self, cfg: dict, images: data.Images, device):
+        self.cfg, self.device = cfg, device
+        split = make_pair_split(images, cfg)
+        mean, std = images.mean[0], images.std[0]
+        self.train_s, self.val_s, self.test_s = (_to_device(p, mean, std, device) for p in (split.train, split.val, split.test))
         # the digits actually used: a fallback to the shipped sample shows as digit_pairs-sample
-        "dataset": {v: k for k, v in PAIR_DATASETS.items()}.get(images.name, images.name),
-        "seed": cfg["seed"],
-        "group": cfg["group"],
-        "num_params": count_parameters(model),
-        "model_bytes": model_bytes(model),
-        "node_id": getattr(reporter, "node_id", None),  # Ray trials only, as in tuner.trainable
-        "checkpoint_warning": getattr(reporter, "restore_warning", ""),
-    }
-    for epoch in range(start, cfg["epochs"] + 1):
-        t0 = time.perf_counter()
-        train_loss, train_acc = train_epoch(model, train_s, cfg, epoch, optimizer, gen)
-        val = evaluate(model, val_s, cfg["eval_batch_size"])
-        test = evaluate(model, test_s, cfg["eval_batch_size"])
-        metrics = {
-            "epoch": epoch,
-            "epoch_time_s": time.perf_counter() - t0,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            **{f"val_{k}": v for k, v in val.items()},
-            **test,
-            "stop_reason": "",
-            **static,
-        }
-        if not math.isfinite(train_loss):
-            metrics["stop_reason"] = f"non-finite training loss at epoch {epoch} (lr={cfg['lr']:g})"
-            reporter.report(metrics, None)
-            break
-        state = None
-        if epoch == cfg["epochs"] or epoch % cfg["checkpoint_every"] == 0:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
-                     "torch_rng": torch.get_rng_state(), "epoch": epoch}
-        reporter.report(metrics, state)
-    return getattr(reporter, "history", [])
+        self.dataset_name = {v: k for k, v in PAIR_DATASETS.items()}.get(images.name, images.name)
+        self.counts = torch.bincount(self.train_s.target, minlength=2)
+        self.is_minority = torch.zeros(2, dtype=torch.bool, device=device)
+        self.static = {}
+
+    def build_model(self) -> nn.Module:
+        self.model = build_model(self.cfg["model"], PAIR_SHAPE, 2, self.cfg).to(self.device)
+        if any(isinstance(m, nn.BatchNorm2d) for m in self.model.modules()):
+            self.min_batch = 2  # batch norm cannot train on a single pair
+        return self.model
+
+    def base_loss(self):
+        return None
+
+    def epoch_loss(self, base_loss, epoch):
+        return PairLoss(*loss_weights(self.model, self.cfg, epoch))
+
+    def epoch_plan(self, cfg, gen, running):
+        order = torch.randperm(len(self.train_s.target), generator=gen, device=gen.device)
+        return EpochPlan(order, self.train_s.target[order], 2)
+
+    def batch(self, plan, s, e):
+        idx = plan.idx[s:e]
+        target, classes = self.train_s.target[idx], self.train_s.classes[idx]
+        return Batch(self.train_s.x[idx], target, loss_of=lambda out, fn: fn(as_pair_out(out), target, classes))
+
+    def predict(self, out):
+        return as_pair_out(out).pred
+
+    def evaluate(self, model, precision) -> dict:
+        val = evaluate(model, self.val_s, self.cfg["eval_batch_size"])
+        test = evaluate(model, self.test_s, self.cfg["eval_batch_size"])
+        return {**{f"val_{k}": v for k, v in val.items()}, **test}
+
+
+TASK = register_task(DigitPairs())

@@ -591,7 +591,11 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
     from tuner.trainable import tune_trainable
 
     resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=images), resources)
+    from tuner import remedies, tasks
+
+    # remedies and tasks registered outside the package (an experiment file, a notebook) travel with the trainable
+    plugins = {"remedies": remedies.extra(), "tasks": tasks.extra()}
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, data=images, plugins=plugins), resources)
     if plan.resume:
         # the space again: Ray stores its functions (a study's arms, tune.sample_from) as placeholders,
         # and trials not yet created when the run stopped would get a placeholder as their config

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tuner.data import Images
+from tuner.images import Images
 from tuner.errors import ConfigError
-from tuner.owndata import note, stratified_split
+from tuner.images import note, stratified_split
 
 SUFFIXES = (".csv", ".parquet")
 
