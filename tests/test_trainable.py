@@ -99,3 +99,21 @@ def test_steps_and_samples_seen_count_the_compute_of_each_arm(sample_images):
     per_epoch = sum(counts) + sum(ros_extra(resolve(ros_cfg), counts, c) for c in range(5))
     assert per_epoch > n and [h["samples_seen"] for h in ros] == [per_epoch, 2 * per_epoch]
     assert [h["steps"] for h in ros] == [math.ceil(per_epoch / bs), 2 * math.ceil(per_epoch / bs)]
+
+
+def test_max_steps_gives_every_arm_the_same_optimizer_steps(sample_images):
+    bs = FAST["batch_size"]
+    plain_epoch = train({**FAST, "epochs": 1}, data=sample_images)[-1]
+    steps_per_epoch = plain_epoch["steps"]
+    budget = steps_per_epoch + 3  # one whole epoch, then 3 steps of the next
+    for arm in ({}, {"ros_target": 1.0}):
+        hist = train({**FAST, "epochs": 50, "max_steps": budget, **arm}, data=sample_images)
+        assert hist[-1]["steps"] == budget and len(hist) == (2 if not arm else hist[-1]["epoch"])
+        assert all(h["steps"] <= budget for h in hist)
+    plain = train({**FAST, "epochs": 50, "max_steps": budget}, data=sample_images)
+    n = sum(plain[0]["train_counts"])
+    # the cut second epoch trained on exactly 3 batches of the shuffled epoch
+    assert [h["samples_seen"] for h in plain] == [n, n + 3 * bs]
+    # an arm that draws more per epoch (ROS) reaches the budget in fewer epochs, never in more steps
+    ros = train({**FAST, "epochs": 50, "max_steps": budget, "ros_target": 1.0}, data=sample_images)
+    assert ros[-1]["steps"] == budget and ros[-1]["samples_seen"] == budget * bs

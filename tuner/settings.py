@@ -144,6 +144,8 @@ CORE: dict[str, Param] = {
     "impute": Param("drop", str, one_of("drop", "median"), "table: rows with missing values dropped, or imputed with the training median"),
     "val_fraction": Param(0.1, float, lambda v: None if 0 < v < 1 else "a fraction in (0, 1)"),
     "epochs": Param(10, int, positive, "maximum epochs"),
+    "max_steps": Param(None, int, positive, "a budget in optimizer steps: the trial stops after this many (mid-epoch "
+                       "if need be), so that arms drawing more samples per epoch get the same compute (None = epochs only)"),
     "batch_size": Param(256, int, positive, label="batch size (images)"),
     "eval_batch_size": Param(4096, int, positive),
     "lr": Param(1e-3, float, positive, label="learning rate"),

@@ -135,9 +135,11 @@ def epoch_context(cfg, epoch, gen, run, base_loss, optimizer, model) -> remedies
                                  base_loss, optimizer, lambda: make_optimizer(cfg, model))
 
 
-def train_epoch(model, run, ctx: remedies.EpochContext, running: list, precision: Precision) -> tuple[float, float, int, int]:
+def train_epoch(model, run, ctx: remedies.EpochContext, running: list, precision: Precision,
+                step_limit: int | None = None) -> tuple[float, float, int, int]:
     """One epoch: (mean training loss, training accuracy, samples drawn, optimizer steps taken).
-    The task gives the epoch's sample and batches; the running remedies' hooks change them."""
+    The task gives the epoch's sample and batches; the running remedies' hooks change them. With
+    `step_limit` (a budget in optimizer steps, `max_steps`) the epoch ends after that many steps."""
     model.train()
     plan = run.epoch_plan(ctx.cfg, ctx.gen, running)
     for hook in remedies.hooks(running, "start_epoch"):
@@ -148,8 +150,11 @@ def train_epoch(model, run, ctx: remedies.EpochContext, running: list, precision
     n, bs = len(plan.idx), ctx.cfg["batch_size"]
     loss_sum = torch.zeros((), device=plan.idx.device)
     correct = torch.zeros((), dtype=torch.long, device=plan.idx.device)
-    steps = 0
+    steps, used = 0, 0
     for s in range(0, n, bs):
+        if step_limit is not None and steps >= step_limit:
+            n = used  # the samples this cut epoch trained on
+            break
         if min(bs, n - s) < min_batch:
             continue
         batch = run.batch(plan, s, s + bs)
@@ -162,7 +167,7 @@ def train_epoch(model, run, ctx: remedies.EpochContext, running: list, precision
                 loss = penalty(loss, out, batch, ctx)
         ctx.optimizer.zero_grad(set_to_none=True)
         precision.step(loss, ctx.optimizer)
-        steps += 1
+        steps, used = steps + 1, used + len(batch.y)
         with torch.no_grad():  # accumulate on device: no host sync per step
             loss_sum += loss.detach() * len(batch.y)
             correct += (run.predict(out) == batch.y).sum()
@@ -220,7 +225,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     for epoch in range(start, cfg["epochs"] + 1):
         t0 = time.perf_counter()
         ctx = epoch_context(cfg, epoch, gen, run, base_loss, optimizer, model)
-        train_loss, train_acc, drawn, taken = train_epoch(model, run, ctx, running, precision)
+        limit = None if cfg["max_steps"] is None else cfg["max_steps"] - steps
+        train_loss, train_acc, drawn, taken = train_epoch(model, run, ctx, running, precision, limit)
         optimizer = ctx.optimizer  # a remedy may have reset it (IRM, when its penalty switches on)
         steps, samples_seen = steps + taken, samples_seen + drawn
         metrics = {
@@ -240,7 +246,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
             metrics["stop_reason"] = f"non-finite training loss at epoch {epoch} (lr={cfg['lr']:g})"
             reporter.report(metrics, None)
             break
-        last = epoch == cfg["epochs"]
+        # the last epoch: the epochs budget, or the steps budget (compute-matched arms) reached
+        last = epoch == cfg["epochs"] or (cfg["max_steps"] is not None and steps >= cfg["max_steps"])
         state = None
         if last or epoch % cfg["checkpoint_every"] == 0:
             state = {
@@ -255,6 +262,8 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
             if precision.scaler.is_enabled():
                 state["scaler"] = precision.scaler.state_dict()
         reporter.report(metrics, state)
+        if last:
+            break
     return getattr(reporter, "history", [])
 
 
