@@ -76,6 +76,17 @@ def _builtin_classes(cfg: dict) -> None:
         raise ConfigError(f"class_weights={cfg['class_weights']!r} is not allowed: expected a list of 10 per-class weights, each > 0")
 
 
+def _data_seed(v):
+    """An integer >= 0, or 'seed' (the trial's seed)."""
+    ok = v == "seed" if isinstance(v, str) else v >= 0
+    return None if ok else "an integer >= 0 or 'seed' (the trial's seed)"
+
+
+def data_seed_of(value, seed: int) -> int:
+    """The data seed a trial uses: `data_seed`, or the trial's `seed` when data_seed='seed'."""
+    return int(seed) if value == "seed" else int(value)
+
+
 def _size(v):
     from tuner.owndata import parse_size
 
@@ -96,7 +107,9 @@ CORE: dict[str, Param] = {
     "data_dir": Param(None, str, help="data folder (else $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)"),
     "model": Param("lstm", str, help="model name (tuner.models.MODELS)"),
     "seed": Param(0, int, help="seed of initialisation, sampling and augmentation"),
-    "data_seed": Param(0, int, help="seed of the imbalanced subset and the validation split"),
+    "data_seed": Param(0, (int, str), _data_seed,
+                       "seed of the imbalanced subset and the validation split; 'seed': the trial's own seed, so that "
+                       "a study's seeds also vary which images were kept (its CIs then cover that choice)"),
     "minority_classes": Param([0, 1, 2, 3, 4], list, _classes,
                               "minority classes (group I); own data: names or indices, default those under half the median count"),
     "minority_keep": Param(0.1, float, fraction, "kept fraction of each minority class (own data: 1, natural counts)"),
@@ -144,6 +157,8 @@ def coerce(key: str, value: Any, param: Param) -> Any:
     """Convert a value (possibly a string from `--set key=value`) to the parameter's type."""
     if value is None:
         return None
+    if key == "data_seed" and isinstance(value, str) and value.strip().isdigit():  # an integer, or the text 'seed'
+        return int(value)
     kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
     structured = isinstance(value, str) and value[:1] in "[{" and (dict in kinds or list in kinds)
     if isinstance(value, str) and (str not in kinds or structured):  # imbalance={...} is a dict, not text
@@ -211,6 +226,10 @@ def resolve(config: dict) -> dict:
         cfg[key] = value
     from tuner import data, models, pairs, remedies
 
+    if data.is_own(cfg["dataset"]) and cfg["data_seed"] == "seed":  # own data's test split is made once per run
+        raise ConfigError("data_seed='seed' applies to the built-in datasets: own data is split into train and test "
+                          "once per run; give data_seed an integer")
+    cfg["data_seed"] = data_seed_of(cfg["data_seed"], cfg["seed"])  # trials, make_split and results see an integer
     if cfg["model"] not in models.MODELS:
         raise ConfigError(f"unknown model {cfg['model']!r}: choose one of {', '.join(sorted(models.MODELS))}")
     if not data.is_own(cfg["dataset"]):
