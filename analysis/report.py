@@ -205,6 +205,9 @@ class Report:
         self.doc.h(2, f"Study table: test accuracy per architecture{self.suffix}")
         self.doc.table(pairs_display(pairs_table(trials)),
                        "Test accuracy over rounds (new pairs and initialisation): mean ± sd, Student-t 95% CI, percent")
+        # the study's claims: its protocol is the final epoch; the best-validation epoch beside it
+        done = compare.completed(trials)
+        studies.claims_section(self.doc, studies.selected(trials).loc[done.index], done, "digit_pairs")
 
     def config_scores(self, trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         """One row per configuration (varying params, seeds aside): selection metric over seeds, sorted best first."""

@@ -297,6 +297,23 @@ def test_ros_vs_weights_layout(tmp_path):
     unb = sel[sel["group"] == "lstm2:unbalanced"]
     row = f"| lstm2 | yes | 0.1 | 3 | {independent_cell(unb['best_minority_acc'])} |"
     assert row in md and row.replace("| 0.1 |", "| 1 |") in md
+    assert "| all images |" not in md and "minority, final epoch" in md
+
+
+def test_ros_vs_weights_layout_tells_the_rotation_of_every_image_apart(tmp_path):
+    arms = [{"group": "unbalanced"}, {"group": "ros_1", "ros_target": 1.0},
+            {"group": "ros_1_rot", "ros_target": 1.0, "rotation_deg": 25.0, "augment_scope": "copies"},
+            {"group": "ros_1_rot_all", "ros_target": 1.0, "rotation_deg": 25.0, "augment_scope": "all"}]
+    t = fake_trials("ros_vs_weights", [{**a, "group": f"cnn:{a['group']}"} for a in arms], model="cnn")
+    _, md, _ = _study_markdown(t, epochs_of(t), tmp_path)
+    sel = study_report.selected(t)
+    for group, label in (("cnn:ros_1_rot_all", "all images"), ("cnn:ros_1_rot", "yes"), ("cnn:ros_1", "no")):
+        r = sel[sel["group"] == group]
+        assert f"| cnn | {label} | 1 | 3 | {independent_cell(r['best_minority_acc'])} |" in md, label
+    # the unbalanced run starts each curve, the all-images one included
+    unb = independent_cell(sel[sel["group"] == "cnn:unbalanced"]["best_minority_acc"])
+    assert f"| cnn | all images | 0.1 | 3 | {unb} |" in md
+    assert "cnn: rotation helps ROS (the original rotated every image) | cnn:ros_1_rot_all > cnn:ros_1 |" in md
 
 
 # --- real searches ----------------------------------------------------------------------------
@@ -330,7 +347,7 @@ def test_rnn_noise_irm_smoke_runs_and_reports(ray_session, tmp_path, capsys):
 def test_lstm_weighted_loss_smoke_then_the_printed_follow_up(ray_session, tmp_path):
     assert main(["lstm_weighted_loss", "--budget", "smoke", "--storage-path", str(tmp_path), "--name", "W"]) == 0
     trials = load_trials(tmp_path / "W")
-    assert len(trials) == 15 and set(trials["status"].astype(str)) == {"TERMINATED"}
+    assert len(trials) == 16 and set(trials["status"].astype(str)) == {"TERMINATED"}
     (_, md, _), = study_report.study_sections(trials, load_epochs(tmp_path / "W"), tmp_path / "report")
     cmd = next(line for line in md.splitlines() if line.startswith("`python -m tuner.search")).strip("`")
     argv = shlex.split(cmd)[3:]
