@@ -87,6 +87,13 @@ def data_seed_of(value, seed: int) -> int:
     return int(seed) if value == "seed" else int(value)
 
 
+def _vgg_weights(v):
+    from tuner.models import check_vgg_weights
+
+    wrong = check_vgg_weights(v)
+    return None if wrong is None else f"the ImageNet VGG16 weights file, but {wrong}"
+
+
 def _size(v):
     from tuner.owndata import parse_size
 
@@ -132,6 +139,11 @@ CORE: dict[str, Param] = {
     "device": Param("auto", str, one_of("auto", "cpu", "cuda"), "auto: cuda when available"),
     "channels_last": Param(False, bool, help="conv models: weights and batches in channels_last (NHWC) memory order; "
                            "the cnn's CPU step 1.34x alone, its trial step 1.09x (docs/performance.md); off keeps earlier numbers"),
+    # the pretrained VGG16's ImageNet weights from a local file (tuner.models.load_vgg16_features): checked here,
+    # before any data is loaded or Ray starts; docs/studies.md says how to get the file
+    "vgg_weights": Param(None, str, lambda v: _vgg_weights(v),
+                         "vgg (vgg_variant=vgg16, pretrained=true): ImageNet VGG16 weights from this local file (torchvision's "
+                         "vgg16-397923af.pth: a state dict, checked by sha256, loaded weights_only) instead of a download"),
     "precision": Param("fp32", str, one_of("fp32", "bf16", "fp16"),
                        "forward passes under autocast in this dtype (fp16 adds a GradScaler); weights stay fp32"),
 }
@@ -239,6 +251,9 @@ def resolve(config: dict) -> dict:
     for key, applies in (("image_size", "imagefolder"), ("label", "table")):
         if cfg[key] is not None and kind != applies:  # silently ignored, it would mislead
             raise ConfigError(f"{key}={cfg[key]!r} applies to {applies}:PATH data only, not to dataset {cfg['dataset']!r}")
+    if cfg["vgg_weights"] and cfg["model"] == "vgg" and not (cfg["vgg_variant"] == "vgg16" and cfg["pretrained"]):
+        raise ConfigError(f"vgg_weights={cfg['vgg_weights']!r} applies to the pretrained VGG16 only: set vgg_variant=vgg16 "
+                          f"and pretrained=true (got vgg_variant={cfg['vgg_variant']!r}, pretrained={cfg['pretrained']})")
     if cfg["precision"] == "fp16" and cfg["device"] == "cpu":
         raise ConfigError(FP16_ON_CPU)
     remedies.check(cfg)

@@ -248,7 +248,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     torch.manual_seed(cfg["seed"])
     np.random.seed(cfg["seed"])
     gen = torch.Generator(device=device).manual_seed(cfg["seed"])
-    dd = DeviceData(images, split, device)
+    dd = DeviceData(images, split, device, cfg)  # cfg: the pretrained VGG16 normalises with ImageNet's statistics
     model = memory_format(cfg, build_model(cfg["model"], images.input_shape, images.num_classes, cfg).to(device), dd)
     optimizer = make_optimizer(cfg, model)
     precision = Precision(cfg["precision"], device)
