@@ -106,7 +106,7 @@ WEIGHTED_CLAIMS = (
     Claim("augmentation to 100% helps the minority classes: noisy copies", ("noise_100", "unbalanced")),
     Claim("augmentation to 100% helps the minority classes: noisy and rotated copies",
           ("noise_rotation_100", "unbalanced")),
-    Claim("per-class weights (step two) beat the best uniform weight", ("class_weights", "weight_7")),
+    Claim("per-class weights (step two) beat the uniform weight 7", ("class_weights", "weight_7")),
 )
 NOISE_SIGMA = 0.3  # the original's noise level is not given; 0.3 ~ the smallest variance (0.1) of rnn_noise_irm
 LSTM_MLP = {"model": "lstm_mlp", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 256}

@@ -60,6 +60,15 @@ def test_the_weights_land_in_the_feature_layers(fake_weights, trust):
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_a_checked_file_is_read_once_per_process(fake_weights, trust, monkeypatch):
+    path, _, _ = fake_weights
+    trust(path)
+    assert models.check_vgg_weights(str(path)) is None
+    monkeypatch.setattr(models.torch, "load", None)  # a second check must not load (nor hash) the file again
+    for _ in range(3):
+        resolve({"model": "vgg", "vgg_weights": str(path)})
+
+
 def test_a_file_with_another_hash_is_refused(fake_weights):
     path, digest, _ = fake_weights
     models._VERIFIED.clear()
@@ -100,13 +109,19 @@ def test_vgg_weights_need_the_pretrained_vgg16(fake_weights, trust):
     resolve({"model": "cifar_cnn", "vgg_weights": str(path)})  # a study's other arms: unused, accepted
 
 
-def test_the_missing_file_stops_the_cli_with_one_line_before_ray(tmp_path, capsys):
+def test_the_missing_file_stops_the_cli_with_one_line_before_ray(tmp_path, capsys, monkeypatch):
     import ray
 
+    was_running = ray.is_initialized()
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "init", no_ray)
     with pytest.raises(SystemExit) as e:
         main(["cifar_vgg", "--budget", "paper", "--set", f"vgg_weights={tmp_path / 'vgg16-397923af.pth'}",
               "--storage-path", str(tmp_path)])
-    assert e.value.code == 2 and not ray.is_initialized()
+    assert e.value.code == 2 and ray.is_initialized() == was_running
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "vgg_weights=" in err and "there is no such file" in err
     assert not any(tmp_path.glob("cifar_vgg*"))  # no run folder either

@@ -256,9 +256,9 @@ def load_vgg16_features(path) -> dict[str, torch.Tensor]:
     torchvision's published hash prefix and loaded with `weights_only=True` (tensors only, no code).
     Returns `features`' own state dict (keys `N.weight`). Raises ValueError with one line saying what is wrong."""
     p = Path(path).expanduser()
-    if not p.is_file():
+    key = _file_key(p)
+    if key is None:
         raise ValueError("there is no such file")
-    key = (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
     if key not in _VERIFIED:
         prefix, digest = vgg16_sha256_prefix(), _sha256(p)
         if not digest.startswith(prefix):
@@ -286,8 +286,17 @@ def load_vgg16_features(path) -> dict[str, torch.Tensor]:
     return {k: features[k] for k in expected}
 
 
+def _file_key(path) -> tuple | None:
+    p = Path(path).expanduser()
+    return (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+
+
 def check_vgg_weights(path) -> str | None:
-    """Config check (tuner.config): None when the file is the ImageNet VGG16 weights, else what is wrong."""
+    """Config check (tuner.config): None when the file is the ImageNet VGG16 weights, else what is wrong.
+    A file already checked in this process (same path, size and time) is not read again: a plan
+    resolves every trial's config."""
+    if _file_key(path) in _VERIFIED:
+        return None
     try:
         load_vgg16_features(path)
     except ValueError as e:
