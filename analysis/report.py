@@ -213,6 +213,11 @@ class Report:
             for heading, caption, table in tasks.get(name).report_sections(trials):
                 self.doc.h(2, f"{heading}{self.suffix}")
                 self.doc.table(table, caption)
+            if tasks.get(name).report_sections(trials) and "experiment" in trials:
+                # the study's claims: a task study's protocol is the final epoch; the best-validation epoch beside it
+                done = compare.completed(trials)
+                for exp in trials["experiment"].dropna().astype(str).unique():
+                    studies.claims_section(self.doc, studies.selected(trials).loc[done.index], done, exp)
 
     def config_scores(self, trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         """One row per configuration (varying params, seeds aside): selection metric over seeds, sorted best first."""

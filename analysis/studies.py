@@ -33,11 +33,21 @@ SELECTION_NOTE = ("Each trial is represented by its epoch with the best validati
 
 # --- the trials as the studies use them ----------------------------------------------------------
 def selected(trials: pd.DataFrame) -> pd.DataFrame:
-    """Finished trials, every metric at the epoch chosen on validation (best_<metric> -> <metric>)."""
+    """Finished trials, every metric at the epoch chosen on validation (best_<metric> -> <metric>); the
+    final epoch's value of each summary metric stays beside it as final_<metric> (the originals
+    report the final epoch)."""
     done = compare.completed(trials).copy()
+    for m in SUMMARY:
+        if m in done and f"best_{m}" in done:
+            done[f"final_{m}"] = done[m]
     for c in [c for c in done.columns if c.startswith("best_")]:
         done[c[5:]] = done[c]
     return done
+
+
+def final(trials: pd.DataFrame) -> pd.DataFrame:
+    """Finished trials with every metric at its final epoch (the raw columns)."""
+    return compare.completed(trials)
 
 
 def cell(values, ci: bool = False) -> str:
@@ -96,6 +106,10 @@ def per_class_table(t: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
     for label, col in (("minority mean", "minority_acc"), ("majority mean", "majority_acc"), ("overall", "acc"),
                        ("balanced", "balanced_acc")):
         rows.append({"class": f"**{label}**", **{g: cell(by[g][col], ci=True) for g in groups}})
+    for label, col in (("minority mean", "minority_acc"), ("majority mean", "majority_acc"), ("overall", "acc"),
+                       ("balanced", "balanced_acc")):
+        if f"final_{col}" in t:  # the originals report the final epoch
+            rows.append({"class": f"{label}, final epoch", **{g: cell(by[g][f"final_{col}"], ci=True) for g in groups}})
     rows.append({"class": "seeds (n)", **{g: str(len(by[g])) for g in groups}})
     return pd.DataFrame(rows)
 
@@ -106,6 +120,8 @@ def summary_table(t: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
         r = t[t["group"].astype(str) == g]
         rows.append({"group": g, "model": ", ".join(dict.fromkeys(r["model"].astype(str))), "seeds (n)": len(r),
                      **{plots.metric_label(m).replace(" (%)", ""): cell(r[m], ci=True) for m in SUMMARY if m in r},
+                     **{plots.metric_label(m).replace(" (%)", "") + ", final epoch": cell(r[f"final_{m}"])
+                        for m in ("acc", "minority_acc") if f"final_{m}" in r},
                      "epoch chosen (validation)": ", ".join(str(int(e)) for e in sorted(r["best_epoch"].dropna().unique()))
                      if "best_epoch" in r else "–"})
     return pd.DataFrame(rows)
@@ -197,7 +213,7 @@ def p_rates_grid(t: pd.DataFrame, param: str, models: list[str], out_dir, name: 
     for j, model in enumerate(models):
         for i, src in enumerate(("I", "A")):
             ax = fig.add_subplot(2, len(models), i * len(models) + j + 1)
-            for rotated, ls in ((False, "-"), (True, "--")):
+            for rotated, ls in (("no", "-"), ("yes", "--"), ("all images", ":")):
                 sub = t[(t["model"].astype(str) == model) & (t["rotated"] == rotated)]
                 if sub.empty:
                     continue
@@ -214,9 +230,22 @@ def p_rates_grid(t: pd.DataFrame, param: str, models: list[str], out_dir, name: 
     handles = [Line2D([], [], color=color["I"], lw=2, label="wrongly predicted as a minority class"),
                Line2D([], [], color=color["A"], lw=2, label="wrongly predicted as a majority class"),
                Line2D([], [], color="0.3", lw=2, label="no augmentation"),
-               Line2D([], [], color="0.3", lw=2, ls="--", label="rotation ±25°")]
-    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
+               Line2D([], [], color="0.3", lw=2, ls="--", label="rotation ±25° (copies / minority images)")]
+    if (t["rotated"] == "all images").any():
+        handles.append(Line2D([], [], color="0.3", lw=2, ls=":", label="rotation ±25° of every image"))
+    fig.legend(handles=handles, loc="lower center", ncol=2 if len(handles) == 4 else 3, frameon=False)
     return plots.save(fig, out_dir, name, rect=(0, 0.08, 1, 1))
+
+
+ROTATION_NOTE = ("copies (ROS) or minority images (weights) = `yes`; of every training image (`augment_scope=all`, "
+                 "as the original) = `all images`")
+
+
+def rotation_label(t: pd.DataFrame) -> pd.Series:
+    """'no', 'yes' (the copies or the minority images rotated) or 'all images' (augment_scope=all)."""
+    rotated = (t["rotation_deg"].fillna(0) > 0) if "rotation_deg" in t else pd.Series(False, index=t.index)
+    scope = t["augment_scope"].astype(str) if "augment_scope" in t else pd.Series("", index=t.index)
+    return pd.Series(np.where(~rotated, "no", np.where(scope == "all", "all images", "yes")), index=t.index)
 
 
 X_LABELS = {"inv_rho": "1/ρ (minority / majority count)",
@@ -275,9 +304,12 @@ def _weighted(doc: render.Doc, t: pd.DataFrame, fig_dir: Path, exp: str) -> None
                          **{label: cell(r[col], ci=True) for label, col in (("minority mean", "minority_acc"),
                                                                             ("majority mean", "majority_acc"),
                                                                             ("overall", "acc"))},
+                         **{f"{label}, final epoch": cell(r[f"final_{col}"]) for label, col in
+                            (("minority mean", "minority_acc"), ("majority mean", "majority_acc"))
+                            if f"final_{col}" in r},
                          "n": len(r)})
         doc.table(pd.DataFrame(rows), "Test accuracy (%) of each minority class and the group means against the "
-                  "minority weight: mean ± sd over seeds, [95% CI]")
+                  "minority weight: mean ± sd over seeds, [95% CI]; the group means at the final epoch beside them")
         doc.figure(per_class_vs_weight(sweep, fig_dir, f"{exp}_per_class_vs_weight"),
                    "Test accuracy of each minority class against the minority weight; band = 95% CI over seeds.")
         table = compare.sweep(sweep, "minority_weight", ["minority_acc", "majority_acc", "acc"])
@@ -359,7 +391,7 @@ def _ros_weights(doc: render.Doc, t: pd.DataFrame, fig_dir: Path, exp: str) -> N
     doc.p(SELECTION_NOTE)
     t = t.copy()
     t["arm"] = t["group"].astype(str).str.split(":").str[-1]  # "cnn:ros_0.2" -> "ros_0.2"
-    t["rotated"] = t["rotation_deg"].fillna(0) > 0 if "rotation_deg" in t else False
+    t["rotated"] = rotation_label(t)
     keep = t["minority_keep"].fillna(0.1) if "minority_keep" in t else pd.Series(0.1, index=t.index)
     # ROS target = 1/rho; without over-sampling the minority count is the kept fraction itself
     t["inv_rho"] = np.where(t["ros_target"].fillna(0) > 0, t["ros_target"].fillna(0), keep) if "ros_target" in t else keep
@@ -380,17 +412,19 @@ def _ros_weights(doc: render.Doc, t: pd.DataFrame, fig_dir: Path, exp: str) -> N
         if not arm.any():
             continue
         # the unbalanced run is the start of both curves, with and without rotation
-        sub = pd.concat([t[arm], t[unbalanced].assign(rotated=True), t[unbalanced].assign(rotated=False)])
+        sub = pd.concat([t[arm], *(t[unbalanced].assign(rotated=r) for r in dict.fromkeys(["no", *t.loc[arm, "rotated"]]))])
         doc.h(3, f"{remedy.capitalize()} against {'1/ρ' if param == 'inv_rho' else 'the weight'}")
         rows = []
         for (model, rotated, value), r in sub.groupby(["model", "rotated", param], observed=True):
-            rows.append({"model": model, "rotation ±25°": "yes" if rotated else "no",
+            rows.append({"model": model, "rotation ±25°": rotated,
                          "1/ρ" if param == "inv_rho" else "weight": f"{value:g}", "n": len(r),
                          **{plots.metric_label(m).replace(" (%)", "").replace("test accuracy, ", ""): cell(r[m])
                             for m in ("minority_acc", "majority_acc", "acc")},
+                         **({"minority, final epoch": cell(r["final_minority_acc"])} if "final_minority_acc" in r
+                            else {}),
                          **{m: cell(r[m]) for m in P_RATES}})
         doc.table(pd.DataFrame(rows), "Test accuracy and p-rates (% of a group's test images), mean ± sd over seeds. "
-                  + "; ".join(f"{k}: {v}" for k, v in P_LABELS.items()))
+                  + "; ".join(f"{k}: {v}" for k, v in P_LABELS.items()) + ". Rotation: of the " + ROTATION_NOTE)
         doc.figure(p_rates_grid(sub, param, models, fig_dir, f"{exp}_p_rates_{prefix.rstrip('_')}"),
                    f"p-rates against {X_LABELS[param]} for each model: where the wrongly classified test images "
                    "of each group go. Mean over seeds, band = 95% CI; the leftmost point is the unbalanced run.")
@@ -417,6 +451,7 @@ def study_doc(trials: pd.DataFrame, epochs: pd.DataFrame, out_dir) -> render.Doc
     if "experiment" not in trials or "group" not in trials:
         return doc
     t = selected(trials)
+    last = final(trials)
     exp_of = t["experiment"].astype(str).replace(FOLLOWS)
     fig_dir = Path(out_dir) / "figures"
     for exp in [e for e in TITLES if e in set(exp_of)]:
@@ -428,7 +463,22 @@ def study_doc(trials: pd.DataFrame, epochs: pd.DataFrame, out_dir) -> render.Doc
             _weighted(doc, sub, fig_dir, exp)
         else:
             _ros_weights(doc, sub, fig_dir, exp)
+        claims_section(doc, sub, last.loc[sub.index], exp)
     return doc
+
+
+def claims_section(doc: render.Doc, best: pd.DataFrame, last: pd.DataFrame | None, exp: str) -> None:
+    """The study's original claims (declared with it, `search_spaces`), each with its verdict from the
+    data at the best-validation epoch and at the final epoch (`analysis.claims`)."""
+    from analysis import claims
+
+    declared = claims.claims_for(exp)
+    if not declared:
+        return
+    doc.h(3, "The original's claims, tested")
+    doc.p(claims.NOTE)
+    doc.table(claims.claims_table(best, last, declared), f"The claims of {exp}, one row each; differences in "
+              "percentage points (the first arm or metric minus the second)")
 
 
 def study_sections(trials: pd.DataFrame, epochs: pd.DataFrame, out_dir) -> list[tuple[str, str, list[Path]]]:

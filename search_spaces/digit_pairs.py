@@ -6,7 +6,7 @@ initialisation. Nothing is searched: every architecture runs every round to the 
 study's table is mean, sd and 95% CI of the test accuracy over rounds (`analysis.pairs.pairs_table`).
 """
 import tuner.pairs  # noqa: F401  (the task, its datasets and models: this study's plug-in)
-from search_spaces.registry import Budget, Experiment, register
+from search_spaces.registry import Budget, Claim, Experiment, register
 
 ARCHITECTURES = ("perceptron", "mlp", "cnn", "cnn_pad", "cnn_dropout", "cnn_bn", "resnet", "siamese", "siamese_aux",
                  "digits")
@@ -22,6 +22,16 @@ BUDGETS = {
                     fixed={"dataset": "digit_pairs"}),
 }
 
+# The study's claims (test accuracy at the final epoch, over rounds): each step of the siamese line helps,
+# and dropout and batch norm help the padded CNN.
+CLAIMS = (
+    Claim("weight sharing helps: the siamese network beats the padded CNN", ("siamese", "cnn_pad"), "acc"),
+    Claim("auxiliary digit losses help: siamese_aux beats siamese", ("siamese_aux", "siamese"), "acc"),
+    Claim("comparing the predicted digits is best: digits beats siamese_aux", ("digits", "siamese_aux"), "acc"),
+    Claim("dropout helps the CNN", ("cnn_dropout", "cnn_pad"), "acc"),
+    Claim("batch normalisation helps the CNN", ("cnn_bn", "cnn_pad"), "acc"),
+)
+
 register(Experiment(
     "digit_pairs",
     "pairs of 14x14 MNIST digits, is the first <= the second: 10 architectures (MLPs, CNNs, siamese, aux losses)",
@@ -31,4 +41,5 @@ register(Experiment(
     metric="val_acc",
     budgets=BUDGETS,
     task="digit_pairs",  # tuner.pairs: its targets, models, loss and report table
+    claims=CLAIMS,
 ))

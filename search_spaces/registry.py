@@ -14,6 +14,31 @@ from typing import Any
 from tuner.settings import Choice, Range  # noqa: F401  (re-exported: experiments import them from here)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the original study, stated plainly, as data; `analysis.claims.evaluate` tests it
+    on a results table (paired over seeds) and gives a verdict: supported, contradicted, within
+    noise, or not enough data.
+
+    kind "order": `order` lists groups (arms) claimed to be in descending order of `metric`, each
+    step tested (two groups: "the first beats the second"); with `within` set, `order` lists
+    metrics of that one group's trials instead (e.g. the p-rates of the unbalanced run).
+    kind "no_gain": none of the groups in `order` beats `baseline` on `metric` by `margin` or more.
+    kind "best_near": among the groups in `order` (a sweep of `param`), the best mean `metric` is
+    at `param` = `near` (within `tolerance`).
+    """
+    text: str
+    order: tuple = ()
+    metric: str = "minority_acc"
+    kind: str = "order"  # order | no_gain | best_near
+    within: str | None = None
+    baseline: str | None = None
+    margin: float = 0.01  # no_gain: a gain whose 95% CI stays below this (a fraction: 1 point) is none
+    param: str | None = None
+    near: float | None = None
+    tolerance: float = 1.0
+
+
 STEPS_EPOCHS_CAP = 200  # the most epochs a min_steps budget asks for (a tiny dataset)
 
 
@@ -56,6 +81,7 @@ class Experiment:
     budgets: dict[str, Budget] = field(default_factory=lambda: {"smoke": SMOKE, "local": LOCAL, "paper": PAPER})
     remedies: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()  # settings the user must give with --set (a follow-up study's inputs)
+    claims: tuple[Claim, ...] = ()  # the original study's claims, tested in the report (analysis.claims)
     task: str = "classification"  # the study task (tuner.tasks): its targets, models, loss and metrics
 
     def __post_init__(self):

@@ -12,7 +12,7 @@ Budgets: `smoke` (seconds to minutes on a CPU, the shipped mnist-sample or a tin
 epochs learn something) and `paper` (the original epochs, batch size and learning rate, 5 seeds:
 for GPUs). Every trial selects its epoch on validation (`val_balanced_acc`) and reports test.
 """
-from search_spaces.registry import Budget, Experiment, register
+from search_spaces.registry import Budget, Claim, Experiment, register
 
 SEEDS5 = (0, 1, 2, 3, 4)
 NOISE_VARIANCES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # one noisy copy each: 10% x 10 = balance
@@ -59,9 +59,24 @@ def noise_irm_arms(model: str, balanced_models: tuple[str, ...]) -> tuple[dict, 
     )
 
 
+def noise_irm_claims(model: str, other: str, metric: str = "acc") -> tuple[Claim, ...]:
+    """The claims of rnn_noise_irm and cifar_vgg: the study's model beats the other on balanced data;
+    noise augmentation, IRM and both improve the minority classes."""
+    better = {"lstm": "the LSTM beats the Elman network on balanced MNIST",
+              "vgg": "the pretrained VGG16 beats the small CNN on balanced CIFAR-10"}[model]
+    return (
+        Claim(better, (f"{model}_balanced", f"{other}_balanced"), metric),
+        Claim("noise augmentation helps the minority classes", ("augmented", "unbalanced")),
+        Claim("IRM improves the minority classes", ("irm", "unbalanced")),
+        Claim("IRM with noise augmentation improves the minority classes", ("combined", "unbalanced")),
+        Claim("noise augmentation helps (balanced accuracy)", ("augmented", "unbalanced"), "balanced_acc"),
+    )
+
+
 # --- rnn_noise_irm: Elman vs LSTM; noise augmentation, IRM and both on imbalanced MNIST --------------
 
 RNN_ARMS = noise_irm_arms("lstm", ("elman", "lstm"))
+NOISE_IRM_CLAIMS = noise_irm_claims("lstm", "elman")
 register(Experiment(
     "rnn_noise_irm",
     "study: elman vs lstm balanced; lstm imbalanced (0-4 at 10%) with noise copies, IRM, both",
@@ -75,12 +90,24 @@ register(Experiment(
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
     remedies=("noise_copies", "irm"),
+    claims=NOISE_IRM_CLAIMS,
 ))
 
 
 # --- lstm_weighted_loss: augmentation to 40% / 100%, the minority weight 2..10, per-class weights ----
 
 WEIGHTS = (2, 3, 4, 5, 6, 7, 8, 9, 10)
+WEIGHT_ARMS = tuple(f"weight_{w}" for w in WEIGHTS)
+WEIGHTED_CLAIMS = (
+    Claim("loss weights fail on the LSTM: no minority weight 2-10 raises the minority accuracy", WEIGHT_ARMS,
+          kind="no_gain", baseline="unbalanced"),
+    Claim("the best minority weight is about 7", WEIGHT_ARMS, kind="best_near", param="minority_weight", near=7.0),
+    Claim("augmentation to 100% helps the minority classes: rotated copies", ("rotation_100", "unbalanced")),
+    Claim("augmentation to 100% helps the minority classes: noisy copies", ("noise_100", "unbalanced")),
+    Claim("augmentation to 100% helps the minority classes: noisy and rotated copies",
+          ("noise_rotation_100", "unbalanced")),
+    Claim("per-class weights (step two) beat the uniform weight 7", ("class_weights", "weight_7")),
+)
 NOISE_SIGMA = 0.3  # the original's noise level is not given; 0.3 ~ the smallest variance (0.1) of rnn_noise_irm
 LSTM_MLP = {"model": "lstm_mlp", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 256}
 
@@ -91,13 +118,19 @@ def augmentation_arms() -> tuple[dict, ...]:
         for target in (0.4, 1.0):  # minority raised to 40% / 100% of a class's original count
             arms.append({"group": f"{name}_{round(target * 100)}", "ros_target": target, "augment_scope": "copies",
                          **settings})
+    # the original's fifth augmentation arm: copies with noise and rotation, up to 100%
+    arms.append({"group": "noise_rotation_100", "ros_target": 1.0, "augment_scope": "copies",
+                 "noise_sigma": NOISE_SIGMA, "rotation_deg": 15.0})
     return tuple(arms)
 
 
+# The original's MLP head ended with a ReLU (on the logits): `final_relu=true` in the paper budget,
+# as the original ran it. The CPU budgets keep it off (a ReLU on logits clamps every negative logit
+# to 0 and slows cross-entropy down, tuner/models.py); `--set final_relu=true` turns it on there.
 WEIGHTED_BUDGETS = budgets(
     smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128}),
     local=Budget(1, 10, searcher="grid", fixed={"batch_size": 128}),  # 6 min on 2 idle cores
-    paper=Budget(1, 50, seeds=SEEDS5, searcher="grid"),
+    paper=Budget(1, 50, seeds=SEEDS5, searcher="grid", fixed={"final_relu": True}),
 )
 
 register(Experiment(
@@ -109,6 +142,7 @@ register(Experiment(
     searcher="grid",
     budgets=WEIGHTED_BUDGETS,
     remedies=("weighted_loss", "ros", "noise", "rotation"),
+    claims=WEIGHTED_CLAIMS,
 ))
 
 # Step two of lstm_weighted_loss: each class weighted by its own best weight of the sweep (chosen on
@@ -140,8 +174,10 @@ ROTATE = {"rotation_deg": 25.0}
 MODELS = {"cnn": {"optimizer": "sgd", "momentum": 0.9}, "lstm2": {"optimizer": "adam"}}
 
 
-def ros_weight_arms(targets=ROS_TARGETS, weights=ROS_WEIGHTS) -> tuple[dict, ...]:
-    """Every arm for each model, labelled `MODEL:ARM` (`cnn:ros_0.2_rot`, `lstm2:weight_4`)."""
+def ros_weight_arms(targets=ROS_TARGETS, weights=ROS_WEIGHTS, rotate_all: bool = True) -> tuple[dict, ...]:
+    """Every arm for each model, labelled `MODEL:ARM` (`cnn:ros_0.2_rot`, `lstm2:weight_4`). The `_rot`
+    arms rotate the copies (ROS) or the minority images (weights); the `_rot_all` arms rotate every
+    training image, as the original did (`augment_scope=all`)."""
     arms = (
         {"group": "balanced", **BALANCED},
         {"group": "unbalanced"},
@@ -150,13 +186,34 @@ def ros_weight_arms(targets=ROS_TARGETS, weights=ROS_WEIGHTS) -> tuple[dict, ...
         *sweep("weight", "minority_weight", weights),
         # no copies to rotate: the minority images themselves are rotated
         *sweep("weight", "minority_weight", weights, suffix="_rot", augment_scope="minority", **ROTATE),
+        *(() if not rotate_all else (
+            *sweep("ros", "ros_target", targets, suffix="_rot_all", augment_scope="all", **ROTATE),
+            *sweep("weight", "minority_weight", weights, suffix="_rot_all", augment_scope="all", **ROTATE))),
     )
     return tuple({**arm, "group": f"{model}:{arm['group']}", "model": model, **settings}
                  for model, settings in MODELS.items() for arm in arms)
 
 
-def _groups(targets, weights) -> tuple[str, ...]:
-    return tuple(a["group"] for a in ros_weight_arms(targets, weights))
+def ros_claims(model: str) -> tuple[Claim, ...]:
+    m = f"{model}:"
+    return (
+        Claim(f"{model}: ROS to balance beats the loss weight of the same share (weight 10)",
+              (m + "ros_1", m + "weight_10"), "balanced_acc"),
+        Claim(f"{model}: ROS to balance helps the minority classes", (m + "ros_1", m + "unbalanced")),
+        Claim(f"{model}: rotation helps ROS (the original rotated every image)", (m + "ros_1_rot_all", m + "ros_1")),
+        Claim(f"{model}: rotation helps ROS (rotated copies only)", (m + "ros_1_rot", m + "ros_1")),
+        Claim(f"{model}: rotation helps loss weights (the original rotated every image)",
+              (m + "weight_10_rot_all", m + "weight_10")),
+        Claim(f"{model}: the wrong predictions of the unbalanced model order as p_I->I > p_I->A > p_A->I > p_A->A",
+              ("p_I_to_I", "p_I_to_A", "p_A_to_I", "p_A_to_A"), within=m + "unbalanced"),
+    )
+
+
+ROS_CLAIMS = ros_claims("cnn") + ros_claims("lstm2")
+
+
+def _groups(targets, weights, rotate_all: bool = True) -> tuple[str, ...]:
+    return tuple(a["group"] for a in ros_weight_arms(targets, weights, rotate_all))
 
 
 register(Experiment(
@@ -167,18 +224,20 @@ register(Experiment(
     searcher="grid",
     budgets=budgets(
         smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128},
-                     groups=_groups((0.2, 1.0), (2, 10))),
+                     groups=_groups((0.2, 1.0), (2, 10), rotate_all=False)),
         # one epoch of each arm on full MNIST: the CNN dominates (its time: docs/performance.md)
         local=Budget(1, 1, searcher="grid", fixed={"batch_size": 128}, groups=_groups((0.2, 1.0), (2, 10))),
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
     remedies=("ros", "weighted_loss", "rotation"),
+    claims=ROS_CLAIMS,
 ))
 
 
 # --- cifar_vgg: cifar_cnn vs pretrained VGG16; VGG imbalanced with noise copies, IRM, both ---------
 
 VGG_ARMS = noise_irm_arms("vgg", ("cifar_cnn", "vgg"))
+VGG_CLAIMS = noise_irm_claims("vgg", "cifar_cnn")
 register(Experiment(
     "cifar_vgg",
     "study: CIFAR-10, cifar_cnn vs pretrained vgg balanced; vgg imbalanced with noise copies, IRM, both (GPU)",
@@ -195,4 +254,5 @@ register(Experiment(
         paper=Budget(1, 100, seeds=SEEDS5, searcher="grid"),
     ),
     remedies=("noise_copies", "irm"),
+    claims=VGG_CLAIMS,
 ))

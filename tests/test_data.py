@@ -107,3 +107,33 @@ def test_bad_settings_give_one_clear_line(bad, message):
     with pytest.raises(ConfigError) as err:
         resolve(bad)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_data_seed_can_follow_the_trial_seed(sample_images):
+    """data_seed='seed': each seed keeps other images (so CIs over seeds cover that choice); the same
+    seed keeps the same ones. The default (0) keeps the same images for every seed, as before."""
+    def kept(**cfg):
+        return make_split(sample_images, resolve({"dataset": "mnist-sample", **cfg})).train_idx
+
+    assert np.array_equal(kept(seed=1, data_seed="seed"), kept(seed=1, data_seed="seed"))
+    assert not np.array_equal(kept(seed=1, data_seed="seed"), kept(seed=2, data_seed="seed"))
+    assert np.array_equal(kept(seed=2, data_seed="seed"), kept(seed=7, data_seed=2))
+    assert np.array_equal(kept(seed=1), kept(seed=2))  # default: data_seed 0 whatever the seed
+    assert resolve({"seed": 3, "data_seed": "seed"})["data_seed"] == 3 and resolve({"data_seed": "4"})["data_seed"] == 4
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"data_seed": "trial"}, "data_seed='trial' is not allowed: expected an integer >= 0 or 'seed' (the trial's seed)"),
+    ({"data_seed": -1}, "data_seed=-1 is not allowed: expected an integer >= 0 or 'seed'"),
+    ({"data_seed": "seed", "dataset": "table:/x.csv"}, "data_seed='seed' applies to the built-in datasets"),
+])
+def test_data_seed_refusals(cfg, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve(cfg)
+
+
+def test_data_seed_from_the_command_line():
+    from tuner.search import parse_sets
+
+    assert parse_sets(["data_seed=seed", "seed=2"]) == {"data_seed": "seed", "seed": 2}
+    assert parse_sets(["data_seed=5"]) == {"data_seed": 5}  # an integer, as before

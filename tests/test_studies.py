@@ -38,8 +38,11 @@ def trial_configs(p) -> list[dict]:
 # --- plans --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("study, epochs, settings, trials", [
     ("rnn_noise_irm", 100, {"model": "lstm", "batch_size": 1024, "lr": 1e-3, "optimizer": "adam"}, 11 * 5),
-    ("lstm_weighted_loss", 50, {"model": "lstm_mlp", "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam"}, 15 * 5),
-    ("ros_vs_weights", 100, {"lr": 0.01, "batch_size": 256}, 22 * 2 * 5),
+    # + the noise_rotation_100 arm and the original's final ReLU (issue 16)
+    ("lstm_weighted_loss", 50, {"model": "lstm_mlp", "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adam",
+                                "final_relu": True}, 16 * 5),
+    # + the _rot_all arms: rotation of every training image, as the original (issue 16)
+    ("ros_vs_weights", 100, {"lr": 0.01, "batch_size": 256}, 32 * 2 * 5),
     ("cifar_vgg", 100, {"dataset": "cifar10", "model": "vgg", "vgg_variant": "vgg16", "pretrained": True,
                         "batch_size": 1024, "lr": 1e-3}, 11 * 5),
 ])
@@ -93,7 +96,7 @@ def test_the_lambda_sweep_runs_in_the_paper_budget_only(tmp_path):
 def test_ros_vs_weights_runs_every_arm_for_both_models(tmp_path):
     configs = trial_configs(plan(tmp_path, "ros_vs_weights", "--budget", "paper", "--seeds", "0"))
     by = {tuple(c["group"].split(":")): c for c in configs}
-    assert len(configs) == len(by) == 44 and all(c["model"] == model for (model, _), c in by.items())
+    assert len(configs) == len(by) == 64 and all(c["model"] == model for (model, _), c in by.items())
     # lr 0.01 for both; each model with the optimizer that trains it at that rate
     assert {(c["model"], c["optimizer"], c["lr"]) for c in configs} == {("cnn", "sgd", 0.01), ("lstm2", "adam", 0.01)}
     c = by[("lstm2", "ros_0.6_rot")]
@@ -119,6 +122,29 @@ def test_lstm_weighted_loss_arms(tmp_path):
     assert (configs["noise_40"]["ros_target"], configs["noise_40"]["noise_sigma"], configs["noise_40"]["augment_scope"]) == (0.4, 0.3, "copies")
     assert (configs["rotation_100"]["ros_target"], configs["rotation_100"]["rotation_deg"]) == (1.0, 15.0)
     assert configs["unbalanced"]["minority_weight"] == 1.0 and configs["unbalanced"]["ros_target"] == 0.0
+    c = configs["noise_rotation_100"]  # the original's noise + rotation arm
+    assert (c["ros_target"], c["noise_sigma"], c["rotation_deg"], c["augment_scope"]) == (1.0, 0.3, 15.0, "copies")
+    assert not any(c["final_relu"] for c in configs.values())  # the CPU budgets keep today's head
+
+
+def test_lstm_weighted_loss_paper_budget_has_the_final_relu(tmp_path):
+    configs = trial_configs(plan(tmp_path, "lstm_weighted_loss", "--budget", "paper", "--seeds", "0"))
+    assert len(configs) == 16 and all(c["final_relu"] is True and c["model"] == "lstm_mlp" for c in configs)
+    off = trial_configs(plan(tmp_path, "lstm_weighted_loss", "--budget", "paper", "--seeds", "0", "--set",
+                             "final_relu=false"))
+    assert not any(c["final_relu"] for c in off)
+
+
+def test_ros_vs_weights_rotate_all_arms(tmp_path):
+    by = {c["group"]: c for c in trial_configs(plan(tmp_path, "ros_vs_weights", "--budget", "local"))}
+    for model in ("cnn", "lstm2"):
+        for arm, key, value in (("ros_0.2_rot_all", "ros_target", 0.2), ("ros_1_rot_all", "ros_target", 1.0),
+                                ("weight_2_rot_all", "minority_weight", 2.0), ("weight_10_rot_all", "minority_weight", 10.0)):
+            c = by[f"{model}:{arm}"]
+            assert (c["augment_scope"], c["rotation_deg"], c[key]) == ("all", 25.0, value)
+    assert len(by) == 28  # 20 arms of before + the 8 _rot_all arms
+    smoke = {c["group"] for c in trial_configs(plan(tmp_path, "ros_vs_weights", "--budget", "smoke"))}
+    assert len(smoke) == 20 and not any(g.endswith("_rot_all") for g in smoke)  # smoke as before
 
 
 def test_augmentation_arms_raise_the_minority_count_as_the_studies_say():
@@ -271,6 +297,23 @@ def test_ros_vs_weights_layout(tmp_path):
     unb = sel[sel["group"] == "lstm2:unbalanced"]
     row = f"| lstm2 | yes | 0.1 | 3 | {independent_cell(unb['best_minority_acc'])} |"
     assert row in md and row.replace("| 0.1 |", "| 1 |") in md
+    assert "| all images |" not in md and "minority, final epoch" in md
+
+
+def test_ros_vs_weights_layout_tells_the_rotation_of_every_image_apart(tmp_path):
+    arms = [{"group": "unbalanced"}, {"group": "ros_1", "ros_target": 1.0},
+            {"group": "ros_1_rot", "ros_target": 1.0, "rotation_deg": 25.0, "augment_scope": "copies"},
+            {"group": "ros_1_rot_all", "ros_target": 1.0, "rotation_deg": 25.0, "augment_scope": "all"}]
+    t = fake_trials("ros_vs_weights", [{**a, "group": f"cnn:{a['group']}"} for a in arms], model="cnn")
+    _, md, _ = _study_markdown(t, epochs_of(t), tmp_path)
+    sel = study_report.selected(t)
+    for group, label in (("cnn:ros_1_rot_all", "all images"), ("cnn:ros_1_rot", "yes"), ("cnn:ros_1", "no")):
+        r = sel[sel["group"] == group]
+        assert f"| cnn | {label} | 1 | 3 | {independent_cell(r['best_minority_acc'])} |" in md, label
+    # the unbalanced run starts each curve, the all-images one included
+    unb = independent_cell(sel[sel["group"] == "cnn:unbalanced"]["best_minority_acc"])
+    assert f"| cnn | all images | 0.1 | 3 | {unb} |" in md
+    assert "cnn: rotation helps ROS (the original rotated every image) | cnn:ros_1_rot_all > cnn:ros_1 |" in md
 
 
 # --- real searches ----------------------------------------------------------------------------
@@ -304,7 +347,7 @@ def test_rnn_noise_irm_smoke_runs_and_reports(ray_session, tmp_path, capsys):
 def test_lstm_weighted_loss_smoke_then_the_printed_follow_up(ray_session, tmp_path):
     assert main(["lstm_weighted_loss", "--budget", "smoke", "--storage-path", str(tmp_path), "--name", "W"]) == 0
     trials = load_trials(tmp_path / "W")
-    assert len(trials) == 15 and set(trials["status"].astype(str)) == {"TERMINATED"}
+    assert len(trials) == 16 and set(trials["status"].astype(str)) == {"TERMINATED"}
     (_, md, _), = study_report.study_sections(trials, load_epochs(tmp_path / "W"), tmp_path / "report")
     cmd = next(line for line in md.splitlines() if line.startswith("`python -m tuner.search")).strip("`")
     argv = shlex.split(cmd)[3:]

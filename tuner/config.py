@@ -12,7 +12,7 @@ from typing import Any
 
 from tuner.errors import ConfigError
 from tuner.settings import (  # noqa: F401  (re-exported)
-    CORE, FP16_ON_CPU, Param, fraction, non_negative, one_of, positive,
+    CORE, FP16_ON_CPU, Param, data_seed_of, fraction, non_negative, one_of, positive,
 )
 
 
@@ -47,6 +47,8 @@ def coerce(key: str, value: Any, param: Param) -> Any:
     """Convert a value (possibly a string from `--set key=value`) to the parameter's type."""
     if value is None:
         return None
+    if key == "data_seed" and isinstance(value, str) and value.strip().isdigit():  # an integer, or the text 'seed'
+        return int(value)
     kinds = param.kind if isinstance(param.kind, tuple) else (param.kind,)
     structured = isinstance(value, str) and value[:1] in "[{" and (dict in kinds or list in kinds)
     if isinstance(value, str) and (str not in kinds or structured):  # imbalance={...} is a dict, not text
@@ -117,6 +119,10 @@ def resolve(config: dict) -> dict:
         cfg[key] = value
     cfg["task"] = task.name
 
+    if data.is_own(cfg["dataset"]) and cfg["data_seed"] == "seed":  # own data's test split is made once per run
+        raise ConfigError("data_seed='seed' applies to the built-in datasets: own data is split into train and test "
+                          "once per run; give data_seed an integer")
+    cfg["data_seed"] = data_seed_of(cfg["data_seed"], cfg["seed"])  # trials, make_split and results see an integer
     if cfg["model"] not in models.MODELS:
         from tuner import plugins
 
@@ -130,6 +136,9 @@ def resolve(config: dict) -> dict:
     for key, applies in (("image_size", "imagefolder"), ("label", "table")):
         if cfg[key] is not None and kind != applies:  # silently ignored, it would mislead
             raise ConfigError(f"{key}={cfg[key]!r} applies to {applies}:PATH data only, not to dataset {cfg['dataset']!r}")
+    if cfg["vgg_weights"] and cfg["model"] == "vgg" and not (cfg["vgg_variant"] == "vgg16" and cfg["pretrained"]):
+        raise ConfigError(f"vgg_weights={cfg['vgg_weights']!r} applies to the pretrained VGG16 only: set vgg_variant=vgg16 "
+                          f"and pretrained=true (got vgg_variant={cfg['vgg_variant']!r}, pretrained={cfg['pretrained']})")
     if cfg["precision"] == "fp16" and cfg["device"] == "cpu":
         raise ConfigError(FP16_ON_CPU)
     remedies.check(cfg)

@@ -23,7 +23,9 @@ def _tensor(a: np.ndarray, device) -> torch.Tensor:
 
 
 class DeviceData:
-    def __init__(self, images: Images, split: Split, device: torch.device):
+    def __init__(self, images: Images, split: Split, device: torch.device, options: dict | None = None):
+        """`options`: the trial config, when the model decides the normalisation: the pretrained VGG16
+        takes ImageNet's mean and std (`tuner.models.input_stats`); without it, the data's own."""
         self.device = device
         self.train_x = _tensor(images.train_x, device)
         self.train_y = _tensor(images.train_y, device)
@@ -35,8 +37,13 @@ class DeviceData:
         self.by_class = [train_idx[labels == c] for c in range(images.num_classes)]
         # per channel (images, N x C x H x W) or per feature (tables, N x F)
         shape = (1, -1) + (1,) * (images.train_x.ndim - 2)
-        self.mean = torch.tensor(images.mean, device=device).view(shape)
-        self.std = torch.tensor(images.std, device=device).view(shape)
+        mean, std = images.mean, images.std
+        if options is not None and images.kind == "image":
+            from tuner.models import input_stats
+
+            mean, std = input_stats(options, mean, std)
+        self.mean = torch.tensor(mean, device=device).view(shape)
+        self.std = torch.tensor(std, device=device).view(shape)
         self.num_classes = images.num_classes
         # channels_last=true: batches in NHWC order, as the conv model's weights (train sets it)
         self.memory_format = torch.contiguous_format

@@ -9,7 +9,10 @@ global torch RNG so a fixed torch.manual_seed gives identical weights.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -223,7 +226,108 @@ def _random_vgg_features(cfg) -> nn.Sequential:
     return features
 
 
-def _pretrained_vgg16_features() -> nn.Sequential:
+# --- ImageNet VGG16 weights from a local file (vgg_weights=PATH), checked like torchvision checks its download ---
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the statistics the ImageNet weights were trained with
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg16_sha256_prefix() -> str:
+    """The hex digits in the file name of torchvision's VGG16_Weights.IMAGENET1K_V1 (…/vgg16-397923af.pth):
+    the start of the file's sha256, which torchvision checks on download (check_hash)."""
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    return re.search(r"-([0-9a-f]+)\.pth$", url).group(1)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_VERIFIED: set = set()  # (path, size, mtime) of files already checked in this process: hashed once
+
+
+def load_vgg16_features(path) -> dict[str, torch.Tensor]:
+    """The feature-layer weights of ImageNet VGG16 from a local file: the state dict of torchvision's
+    vgg16 (`features.N.weight` / `.bias`; `classifier.*` is ignored), checked by sha256 against
+    torchvision's published hash prefix and loaded with `weights_only=True` (tensors only, no code).
+    Returns `features`' own state dict (keys `N.weight`). Raises ValueError with one line saying what is wrong."""
+    p = Path(path).expanduser()
+    key = _file_key(p)
+    if key is None:
+        raise ValueError("there is no such file")
+    if key not in _VERIFIED:
+        prefix, digest = vgg16_sha256_prefix(), _sha256(p)
+        if not digest.startswith(prefix):
+            raise ValueError(f"its sha256 starts {digest[:len(prefix)]}, not {prefix} as torchvision's "
+                             f"VGG16_Weights.IMAGENET1K_V1 ({torchvision.models.VGG16_Weights.IMAGENET1K_V1.url})")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  pickle errors, zip errors, non-tensor objects
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ValueError(f"it is not a PyTorch state dict that loads with weights_only=True ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"it is not a state dict of tensors (found {type(state).__name__})")
+    expected = make_layers(VGG_CFGS["D"]).state_dict()
+    features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    missing = [f"features.{k}" for k in expected if k not in features]
+    if missing:
+        raise ValueError(f"it has no VGG16 feature weights: missing {', '.join(missing[:3])}"
+                         + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
+    wrong = [f"features.{k}" for k, v in expected.items() if tuple(features[k].shape) != tuple(v.shape)]
+    if wrong:
+        k = wrong[0].removeprefix("features.")
+        raise ValueError(f"it is not VGG16: {wrong[0]} has shape {tuple(features[k].shape)}, "
+                         f"VGG16's is {tuple(expected[k].shape)}")
+    _VERIFIED.add(key)
+    return {k: features[k] for k in expected}
+
+
+def _file_key(path) -> tuple | None:
+    p = Path(path).expanduser()
+    return (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+
+
+def check_vgg_weights(path) -> str | None:
+    """Config check (tuner.config): None when the file is the ImageNet VGG16 weights, else what is wrong.
+    A file already checked in this process (same path, size and time) is not read again: a plan
+    resolves every trial's config."""
+    if _file_key(path) in _VERIFIED:
+        return None
+    try:
+        load_vgg16_features(path)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def uses_imagenet_stats(options: dict) -> bool:
+    """Inputs normalised with ImageNet's statistics: the pretrained VGG16 (download or vgg_weights)."""
+    options = {**OPTIONS, **options}
+    return options.get("model") == "vgg" and options["vgg_variant"] == "vgg16" and bool(options["pretrained"])
+
+
+def input_stats(options: dict, mean, std) -> tuple[tuple, tuple]:
+    """The (mean, std) a model's inputs are normalised with: ImageNet's for the pretrained VGG16 (grey
+    images take their mean over the three channels, as they go through the RGB filters), else the data's."""
+    if not uses_imagenet_stats(options) or len(mean) not in (1, 3):
+        return tuple(mean), tuple(std)
+    if len(mean) == 1:
+        return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _pretrained_vgg16_features(path=None) -> nn.Sequential:
+    if path:  # a local file, checked before the search started (tuner.config); checked again here
+        features = make_layers(VGG_CFGS["D"])
+        try:
+            features.load_state_dict(load_vgg16_features(path))
+        except ValueError as e:
+            raise RuntimeError(f"could not load vgg_weights={str(path)!r}: {e}") from None
+        return features
     weights = torchvision.models.VGG16_Weights.IMAGENET1K_V1
     try:
         return torchvision.models.vgg16(weights=weights).features
@@ -240,7 +344,7 @@ def vgg(input_shape, num_classes, options):
     variant = options["vgg_variant"]
     if variant == "vgg16":
         if options["pretrained"]:
-            features = _pretrained_vgg16_features()
+            features = _pretrained_vgg16_features(options.get("vgg_weights"))
         else:
             features = _random_vgg_features(VGG_CFGS["D"])
     elif variant == "tiny":  # CPU smoke tests; never pretrained

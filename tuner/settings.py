@@ -111,6 +111,24 @@ def _imbalance(v):
     return None
 
 
+def _data_seed(v):
+    """An integer >= 0, or 'seed' (the trial's seed)."""
+    ok = v == "seed" if isinstance(v, str) else v >= 0
+    return None if ok else "an integer >= 0 or 'seed' (the trial's seed)"
+
+
+def data_seed_of(value, seed: int) -> int:
+    """The data seed a trial uses: `data_seed`, or the trial's `seed` when data_seed='seed'."""
+    return int(seed) if value == "seed" else int(value)
+
+
+def _vgg_weights(v):
+    from tuner.models import check_vgg_weights
+
+    wrong = check_vgg_weights(v)
+    return None if wrong is None else f"the ImageNet VGG16 weights file, but {wrong}"
+
+
 def _size(v):
     try:
         parse_size(v)
@@ -131,7 +149,9 @@ CORE: dict[str, Param] = {
     "data_dir": Param(None, str, help="data folder (else $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)"),
     "model": Param("lstm", str, help="model name (tuner.models.MODELS)"),
     "seed": Param(0, int, help="seed of initialisation, sampling and augmentation"),
-    "data_seed": Param(0, int, help="seed of the imbalanced subset and the validation split"),
+    "data_seed": Param(0, (int, str), _data_seed,
+                       "seed of the imbalanced subset and the validation split; 'seed': the trial's own seed, so that "
+                       "a study's seeds also vary which images were kept (its CIs then cover that choice)"),
     "minority_classes": Param([0, 1, 2, 3, 4], list, _classes,
                               "minority classes (group I); own data: names or indices, default those under half the median count"),
     "minority_keep": Param(0.1, float, fraction, "kept fraction of each minority class (own data: 1, natural counts)"),
@@ -156,6 +176,11 @@ CORE: dict[str, Param] = {
     "device": Param("auto", str, one_of("auto", "cpu", "cuda"), "auto: cuda when available"),
     "channels_last": Param(False, bool, help="conv models: weights and batches in channels_last (NHWC) memory order "
                            "(faster convolutions on some machines: docs/performance.md); off keeps earlier numbers"),
+    # the pretrained VGG16's ImageNet weights from a local file (tuner.models.load_vgg16_features): checked here,
+    # before any data is loaded or Ray starts; docs/studies.md says how to get the file
+    "vgg_weights": Param(None, str, lambda v: _vgg_weights(v),
+                         "vgg (vgg_variant=vgg16, pretrained=true): ImageNet VGG16 weights from this local file (torchvision's "
+                         "vgg16-397923af.pth: a state dict, checked by sha256, loaded weights_only) instead of a download"),
     "precision": Param("fp32", str, one_of("fp32", "bf16", "fp16"),
                        "forward passes under autocast in this dtype (fp16 adds a GradScaler); weights stay fp32"),
 }

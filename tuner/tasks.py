@@ -182,7 +182,7 @@ class ClassificationRun(TaskRun):
     def __init__(self, cfg: dict, images: Images, device: torch.device):
         self.cfg, self.images, self.device = cfg, images, device
         self.split = split = make_split(images, cfg)
-        self.dd = DeviceData(images, split, device)
+        self.dd = DeviceData(images, split, device, cfg)  # cfg: the pretrained VGG16 normalises with ImageNet's statistics
         self.dataset_name = images.name  # the dataset actually used (differs after a fallback)
         self.counts = torch.tensor([len(m) for m in self.dd.by_class], device=device)
         self.is_minority = torch.zeros(images.num_classes, dtype=torch.bool, device=device)
