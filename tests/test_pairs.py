@@ -318,3 +318,24 @@ def test_pair_datasets_load_by_name_without_importing_pairs_first():
     name, error = out.stdout.strip().splitlines()
     assert name == "digit_pairs-sample"
     assert error.startswith("unknown dataset 'digit_pears': choose one of ") and "digit_pairs, " in error
+
+
+def test_spare_validation_pairs_leave_every_pair_to_train(pair_images):
+    held = pairs.make_pair_split(pair_images, resolve({"dataset": "digit_pairs-sample", "model": "pairs_mlp", "num_pairs": 200}))
+    spare = pairs.make_pair_split(pair_images, resolve({"dataset": "digit_pairs-sample", "model": "pairs_mlp", "num_pairs": 200,
+                                                  "pair_val_pairs": "spare"}))
+    assert (len(held.train), len(held.val)) == (180, 20) and (len(spare.train), len(spare.val)) == (200, 20)
+    # validation images are MNIST training images no training pair uses
+    assert not set(spare.val.source.ravel()) & set(spare.train.source.ravel())
+    assert len(set(spare.train.source.ravel())) == 400
+
+
+def test_paper_budget_trains_the_first_four_models_with_sgd_too(tmp_path):
+    from tuner.search import build_plan, parse_args
+
+    paper = build_plan(parse_args(["digit_pairs", "--budget", "paper", "--storage-path", str(tmp_path)]))
+    sgd = {a["group"]: a for a in paper.arms if a.get("optimizer") == "sgd"}
+    assert sorted(sgd) == ["cnn_pad_sgd", "cnn_sgd", "mlp_sgd", "perceptron_sgd"]
+    assert paper.fixed["pair_val_pairs"] == "spare" and len(paper.arms) == 14
+    local = build_plan(parse_args(["digit_pairs", "--budget", "local", "--storage-path", str(tmp_path)]))
+    assert len(local.arms) == 10 and not any(a.get("optimizer") for a in local.arms)

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from tuner import data
 from tuner import metrics as metrics_mod
-from tuner.settings import Param, fraction, non_negative, positive
+from tuner.settings import Param, fraction, non_negative, one_of, positive
 from tuner.errors import ConfigError
 from tuner.models import build_model, register
 from tuner.remedies import Batch, EpochPlan
@@ -46,6 +46,10 @@ PARAMS = {
     "pair_aux_alpha": Param(1.0, float, non_negative, "digit_pairs: weight alpha of the pair loss of aux models"),
     "pair_aux_gamma": Param(5.0, float, non_negative, "digit_pairs: weight gamma of the two digit losses of aux models"),
     "pair_aux_decay": Param(0.9, float, fraction, "digit_pairs: beta_t = pair_aux_decay ** (epoch - 1)"),
+    "pair_val_pairs": Param("held_out", str, one_of("held_out", "spare"),
+                            "digit_pairs validation pairs: held_out = val_fraction of the num_pairs (fewer train); "
+                            "spare = drawn from MNIST training images no training pair uses, so all num_pairs train "
+                            "(the original study trained on 1000 pairs)"),
 }
 
 
@@ -64,7 +68,7 @@ def check(cfg: dict) -> None:
     if cfg["channels_last"]:
         raise ConfigError("channels_last=true: digit_pairs trials do not use it; unset it")
     n_val = val_count(cfg)
-    if not 1 <= n_val < cfg["num_pairs"]:
+    if not 1 <= n_val < cfg["num_pairs"] + (cfg["num_pairs"] if cfg["pair_val_pairs"] == "spare" else 0):
         raise ConfigError(f"num_pairs={cfg['num_pairs']} with val_fraction={cfg['val_fraction']:g} leaves {n_val} "
                           "validation pair(s): need at least 1 for validation and 1 for training")
     if cfg["pair_aux_alpha"] == 0 and cfg["pair_aux_gamma"] == 0:
@@ -129,9 +133,11 @@ def make_pair_split(images: data.Images, cfg: dict) -> PairSplit:
         raise ConfigError(f"digit pairs need 1x28x28 images of 10 digits; {images.name!r} has "
                           f"{'x'.join(map(str, images.input_shape))} images of {images.num_classes} classes")
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg["seed"]).spawn(2))
-    pool = draw_pairs(images.train_x, images.train_y, cfg["num_pairs"], train_rng, f"{images.name} training")
+    n_val = val_count(cfg)
+    spare = n_val if cfg["pair_val_pairs"] == "spare" else 0  # validation pairs on top of the num_pairs that train
+    pool = draw_pairs(images.train_x, images.train_y, cfg["num_pairs"] + spare, train_rng, f"{images.name} training")
     test = draw_pairs(images.test_x, images.test_y, cfg["num_test_pairs"], test_rng, f"{images.name} test")
-    n_val = val_count(cfg)  # the pool is already in random order: its first pairs are a random subset
+    # the pool is in random order and its images distinct: its first pairs are a random subset
     return PairSplit(pool.take(slice(n_val, None)), pool.take(slice(0, n_val)), test)
 
 
