@@ -104,6 +104,7 @@ class Report:
                 "epochs planned / run": f"{fmt.values(r, 'epochs')} / " + (f"{r['epochs_run'].min()}" if r["epochs_run"].nunique() == 1
                                                                           else f"{r['epochs_run'].min()}–{r['epochs_run'].max()}"),
                 "budget": fmt.values(r, "budget"),
+                "compute per trial": _compute(r),
                 "searcher": fmt.values(r, "searcher") + (f" on {fmt.values(r, 'search_metric')}" if "search_metric" in r else ""),
                 "hardware (hosts)": (", ".join(hosts) or "–") + _nodes(r),
                 "trial time (sum)": fmt.duration(r["wall_time_s"].sum()),
@@ -600,6 +601,17 @@ def make_report(run_dirs, out=None, metric: str | None = None, mode: str | None 
         raise FileNotFoundError(f"{run_dirs[0]} is remote: give --out DIR for the report")
     trials, epochs = export.build(run_dirs, metric, mode)
     return write_report(trials, epochs, out or run_dirs[0] / "report", epoch=epoch, top=top)
+
+
+def _compute(r: pd.DataFrame) -> str:
+    """What every trial's compute was bounded by: optimizer steps (`max_steps`, the same for every arm)
+    or epochs (arms that draw more samples per epoch then take more steps), with the steps taken."""
+    taken = r["steps"].dropna().astype(int) if "steps" in r else pd.Series(dtype=int)
+    span = "" if taken.empty else str(taken.min()) if taken.min() == taken.max() else f"{taken.min()}–{taken.max()}"
+    steps = f"; steps taken {span}" if span else ""
+    if "max_steps" in r and r["max_steps"].notna().any():
+        return f"max_steps={fmt.values(r, 'max_steps')} optimizer steps (compute-matched arms){steps}"
+    return f"epochs (arms may differ in optimizer steps){steps}"
 
 
 def main(argv=None, prog: str = "python -m analysis.report") -> int:

@@ -94,3 +94,14 @@ def test_report_formatting_helpers():
     assert fmt.ci(s, "acc") == "90.0 ± 10.0 [65.2, 114.8]" and fmt.ci(s, "acc", std=False) == "90.0 [65.2, 114.8]"
     assert fmt.ci({**s, "n": 1, "ci95_low": float("nan")}, "acc") == "90.0"
     assert fmt.pvalue(0.0001) == "< 0.001" and fmt.pvalue(0.25) == "0.250"
+
+
+def test_the_report_says_whether_arms_had_equal_steps_or_equal_epochs():
+    import pandas as pd
+
+    from analysis.report import _compute
+
+    matched = pd.DataFrame({"max_steps": [300, 300], "steps": [300, 300]})
+    assert _compute(matched) == "max_steps=300 optimizer steps (compute-matched arms); steps taken 300"
+    by_epochs = pd.DataFrame({"epochs": [2, 2], "steps": [200, 340]})
+    assert _compute(by_epochs) == "epochs (arms may differ in optimizer steps); steps taken 200–340"
