@@ -3,7 +3,7 @@
 Everything here is host-side and index based: a dataset is decoded once into `Images`
 (uint8 arrays, the same object every trial reads from Ray's object store), and the imbalance
 and validation split of one trial are just index arrays into it. Moving the pixels onto the
-trial's device and building batches is `tuner.batches`.
+trial's device and building batches is `tuner.device_data`.
 """
 from __future__ import annotations
 
@@ -204,14 +204,6 @@ def load_dataset(name: str, data_dir=None, *, download: bool = True, fallback: b
             raise ConfigError(f"dataset {name!r} unavailable: {e}") from None
         warnings.warn(f"{e}; falling back to the shipped 'mnist-sample' (5,000 training + 2,000 test real MNIST images)", stacklevel=2)
         return DATASETS["mnist-sample"](root, download)
-
-
-def check_dataset_available(name: str, data_dir=None) -> None:
-    """Cheap check before any expensive work: the data folder, when given, must exist."""
-    if not is_own(name):
-        _check_known(name)
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        raise ConfigError(f"data folder {str(data_dir)!r} does not exist: pass an existing --data-dir")
 
 
 def _check_known(name: str) -> None:

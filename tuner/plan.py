@@ -128,7 +128,6 @@ def _how_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="join a running Ray cluster (auto after `ray up`, or HOST:PORT)")
     p.add_argument("--callback", action="append", choices=CALLBACKS,
                    help="also log every trial to MLflow or Weights & Biases (Ray's logger callbacks; optional extras)")
-    p.add_argument("--yes", action="store_true", help="accepted for scripts; the search never asks")
 
 
 def parse_args(argv=None, prog: str = PROG) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from tuner.plan import PROG, Plan, parser
 RESUME_FREE = ("data_dir", "dataset_fallback")
 # may differ between the run and its resume: where the data is, and how many resources the trials get
 RESUME_FREE_OPTIONS = ("data_dir", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "callback")
-NOT_RECORDED = ("resume", "list", "yes", "name", "storage_path")
+NOT_RECORDED = ("resume", "list", "name", "storage_path")
 
 
 # --- the restored trials' configs against this command's ----------------------------------------
