@@ -286,7 +286,7 @@ def plan_configs(plan: Plan):
 # --- once the data is loaded ---------------------------------------------------------------------------
 
 def load_images(plan: Plan):
-    # before Ray: an unavailable dataset fails here, not in every trial; the default may fall back (warning)
+    # an unavailable dataset stops the search here, before Ray starts (docs/performance.md); the default may fall back (warning)
     try:
         return data_mod.load_dataset(plan.fixed["dataset"], plan.fixed.get("data_dir"),
                                      fallback=plan.fixed["dataset_fallback"], options=plan.fixed)
