@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tuner import config as config_mod
 from tuner import data as data_mod
-from tuner import runstore
+from tuner import ray_compat, runstore
 from tuner.errors import ConfigError
 from tuner.plan import PROG, Plan, first_value, metric_names
 from tuner.resume import apply_recorded_options, check_resume_dataset, check_resume_options, record_options
@@ -262,7 +262,7 @@ def _check_run_dir(plan: Plan) -> None:
 
     exists = Tuner.can_restore(plan.run_dir)
     if not exists and not runstore.is_remote(plan.run_dir):
-        exists = any(Path(plan.run_dir).glob("experiment_state*.json"))
+        exists = ray_compat.has_experiment_state(plan.run_dir)
     if plan.resume and not exists:
         raise ConfigError(f"--resume: no run {plan.name!r} under {plan.storage_path} to resume")
     if not plan.resume and exists:

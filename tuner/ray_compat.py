@@ -14,6 +14,12 @@ def quiet_tune_output() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
+def has_experiment_state(run_dir: str) -> bool:
+    """A local run folder holds a snapshot of Tune's experiment state: Tune's own file name
+    (`experiment_state-<timestamp>.json`, ray/tune/execution/tune_controller.py, Ray 2.60.0)."""
+    return any(Path(run_dir).glob("experiment_state*.json"))
+
+
 def result_loggers() -> list:
     """Ray Tune's result.json / progress.csv loggers, except that a retried trial keeps its log.
 

@@ -33,7 +33,7 @@ def execute(plan: Plan, images, argv: list[str], prog: str = PROG):
         results = make_tuner(plan, images, cluster_cpus).fit()
     except KeyboardInterrupt:
         # a second signal, or one before the search started: no final snapshot, the last one is used
-        saved = runstore.is_remote(plan.run_dir) or any(Path(plan.run_dir).glob("experiment_state*.json"))
+        saved = runstore.is_remote(plan.run_dir) or ray_compat.has_experiment_state(plan.run_dir)
         print("\nInterrupted. " + (f"Resume with: {resume_command(argv, plan, prog)}" if saved else
                                    "The search had not started: nothing to resume."), flush=True)
         return 128 + stop.get("signal", signal.SIGINT), None
