@@ -4,8 +4,8 @@ The searches here run the real CLI in a subprocess with its own local Ray, so a 
 killed worker hits exactly what a user's run would. Two searches carry every fault:
 
 * `faults_run`: five trials (seeds 0-4); seed 1 diverges to NaN, seed 2 runs out of GPU memory
-  (both injected with the test-only TUNER_FAULT_INJECT), seed 3's worker is SIGKILLed, seed 4's
-  checkpoint is truncated and its worker SIGKILLed;
+  (both injected by tests/faulty_trainable.py, which the search runs through its TUNER_TRAINABLE
+  test hook), seed 3's worker is SIGKILLed, seed 4's checkpoint is truncated and its worker SIGKILLed;
 * the signals test: Ctrl-C (SIGINT to the process group, as a terminal sends it), `--resume`,
   SIGTERM to the driver, `--resume` again; the run is exported while it runs.
 """
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests import faulty_trainable
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 3
@@ -229,7 +231,10 @@ def faults_run(tmp_path_factory):
     run = store / "F"
     argv = ["lstm_weighted", *SMOKE, "--set", "minority_weight=2", "--seeds", "0,1,2,3,4",
             "--storage-path", str(store), "--name", "F"]
-    d = Driver(argv, store / "driver.log", env={"TUNER_FAULT_INJECT": "nan:1,oom:2", "RAY_TMPDIR": str(ray_tmp)})
+    # the trials run tests/faulty_trainable.py (the search's test hook), its workers import it from the repository
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**faulty_trainable.HOOK, "TUNER_FAULT_INJECT": "nan:1,oom:2", "PYTHONPATH": pythonpath, "RAY_TMPDIR": str(ray_tmp)}
+    d = Driver(argv, store / "driver.log", env=env)
     done: dict = {}
 
     def by_seed(seed):

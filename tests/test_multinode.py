@@ -61,11 +61,12 @@ print("down", flush=True)
 DRIVER = r"""
 import dataclasses, sys
 import ray
+import tuner.planning as planning
 import tuner.search as search
 from tuner.data import Images
 
-load = search.load_images
-search.load_images = lambda plan: dataclasses.replace(load(plan), name="mnist-sample@driver")
+load = planning.load_images  # what tuner.planning.prepare calls
+planning.load_images = lambda plan: dataclasses.replace(load(plan), name="mnist-sample@driver")
 put, puts = ray.put, []
 
 def counting_put(value, *args, **kwargs):

@@ -219,15 +219,6 @@ class ReferenceTrial:
             workers._shutdown_workers()
 
 
-def reference_epoch(config: dict, images: Images, *, num_workers: int = 0, device="cpu") -> tuple[int, float]:
-    """Train one whole epoch with the reference pipeline: (training samples, seconds)."""
-    trial = ReferenceTrial(config, images, num_workers=num_workers, device=device)
-    try:
-        return trial.epoch()
-    finally:
-        trial.close()
-
-
 class PlainImages(Dataset):
     """Per-sample (normalised image, label) of a test or validation set, no augmentation."""
 

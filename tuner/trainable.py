@@ -272,12 +272,7 @@ def tune_trainable(config: dict, data: Images | None = None, plugins: dict | Non
     `plugins` holds the remedies and tasks the driver registered from outside the package."""
     remedies.install((plugins or {}).get("remedies"))
     tasks.install((plugins or {}).get("tasks"))
-    fault = _injected_fault(config)
-    if fault == "nan":
-        config = {**config, "optimizer": "sgd", "lr": 1e10}  # really diverges: train's non-finite guard stops it
     try:
-        if fault == "oom":
-            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB ({FAULT_ENV})")
         train(config, data, TuneReporter())
     except torch.OutOfMemoryError as e:
         cfg = {**config_mod.defaults(), **config}  # the settings the trial ran with, defaults included
@@ -285,21 +280,3 @@ def tune_trainable(config: dict, data: Images | None = None, plugins: dict | Non
             f"GPU out of memory (model={cfg['model']}, batch_size={cfg['batch_size']}): "
             f"pack fewer trials per GPU (--gpus-per-trial) or lower batch_size. {str(e).splitlines()[0]}"
         ) from e
-
-
-# TEST ONLY (tests/test_faults.py): TUNER_FAULT_INJECT="oom:2,nan:1" makes the trial with seed 2 fail
-# with a CUDA out-of-memory error and the trial with seed 1 train with a learning rate that diverges.
-# Unset in normal use; an env var because Ray workers inherit the driver's environment.
-FAULT_ENV = "TUNER_FAULT_INJECT"
-
-
-def _injected_fault(config: dict) -> str | None:
-    import os
-
-    for item in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
-        kind, _, seed = item.partition(":")
-        if kind not in ("oom", "nan") or not seed.strip().lstrip("-").isdigit():
-            raise ValueError(f"{FAULT_ENV}={os.environ[FAULT_ENV]!r}: expected oom:SEED or nan:SEED, comma-separated")
-        if int(seed) == config.get("seed", 0):
-            return kind
-    return None

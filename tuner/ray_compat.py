@@ -1,0 +1,85 @@
+"""Everything that leans on Ray Tune's internals, in one place. Checked against Ray 2.60.0
+(pyproject.toml bounds Ray to 2.60.x; constraints-cluster.txt pins it): on a Ray upgrade, read the
+Ray code named below again and rerun tests/test_multinode.py and tests/test_faults.py."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def quiet_tune_output() -> None:
+    """Environment settings read by Ray Tune when fit() starts (not a documented API)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter honours our trimmed columns
+    # per-epoch checkpoints of short trials trigger a noisy (harmless) snapshot warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def has_experiment_state(run_dir: str) -> bool:
+    """A local run folder holds a snapshot of Tune's experiment state: Tune's own file name
+    (`experiment_state-<timestamp>.json`, ray/tune/execution/tune_controller.py, Ray 2.60.0)."""
+    return any(Path(run_dir).glob("experiment_state*.json"))
+
+
+def result_loggers() -> list:
+    """Ray Tune's result.json / progress.csv loggers, except that a retried trial keeps its log.
+
+    Ray Tune (2.60) restarts a failed trial by copying its log files back from the storage path
+    over the driver's copy. Storage lags the driver by up to one experiment snapshot, so after a
+    lost worker node the epochs reported in that gap vanished from result.json (the trial itself
+    resumed correctly from its checkpoint; tests/test_multinode.py). Copy only when the driver has
+    no copy: a --resume on a new driver. Overrides the private
+    `ray.tune.logger.logger.LoggerCallback._restore_from_remote` (Ray 2.60.0).
+    """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    class KeepDriverLog:
+        def _restore_from_remote(self, file_name, trial):
+            if not Path(trial.local_path, file_name).exists():
+                super()._restore_from_remote(file_name, trial)
+
+    class JsonLog(KeepDriverLog, JsonLoggerCallback):
+        pass
+
+    class CsvLog(KeepDriverLog, CSVLoggerCallback):
+        pass
+
+    return [JsonLog(), CsvLog()]  # Tune adds its defaults only for the kinds missing here
+
+
+def stop_gracefully_on_signals(stop: dict) -> dict | None:
+    """Ctrl-C and SIGTERM (kill, a batch scheduler, a pod shutdown) stop the search the way Ray Tune
+    stops on Ctrl-C: the trials stop, the experiment state is saved once more, fit() returns. We take
+    SIGINT over from Tune (TUNE_DISABLE_SIGINT_HANDLER) to know that a stop was asked for, and pass
+    the first signal on to Tune's handler of SIGUSR1, the same graceful stop; a second one stops at
+    once. Returns the handlers to restore (None off the main thread, where there are no signals).
+    Relies on fit() installing that SIGUSR1 handler while it runs (ray/tune/tune.py, Ray 2.60.0)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_signal(signum, frame):
+        first = "signal" not in stop
+        stop.setdefault("signal", signum)
+        tune_stop = signal.getsignal(signal.SIGUSR1)  # Tune's while fit() runs
+        if not (first and callable(tune_stop)):
+            raise KeyboardInterrupt
+        tune_stop(signal.SIGUSR1, frame)
+
+    previous = {signal.SIGUSR1: signal.getsignal(signal.SIGUSR1), "env": os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")}
+    previous.update({sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)})
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    return previous
+
+
+def restore_signals(previous: dict | None) -> None:
+    import signal
+
+    for sig, handler in (previous or {}).items():
+        if sig == "env":
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            if handler is not None:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = handler
+        elif handler is not None:
+            signal.signal(sig, handler)
