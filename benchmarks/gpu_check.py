@@ -93,7 +93,7 @@ def throughput(chk: Check, images) -> dict:
 
 def lstm_epoch(chk: Check, images) -> dict:
     from benchmarks import throughput as tp
-    from tuner.reference import ReferenceTrial
+    from benchmarks.reference import ReferenceTrial
     from tuner.trainable import train
 
     device = chk.mode["device"]

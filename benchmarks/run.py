@@ -2,7 +2,7 @@
 and memory against their references, each measured in the same run; prints a table, writes JSON.
 
   a. training throughput (samples/s): `tuner.trainable.train_epoch` over `DeviceData` vs the
-     DataLoader pipeline of `tuner.reference`, lstm and cnn, imbalanced full MNIST, five configs;
+     DataLoader pipeline of `benchmarks.reference`, lstm and cnn, imbalanced full MNIST, five configs;
      plus (informational) the two data paths with no model and evaluation throughput
   b. search overhead: 16 trials x 2 epochs of lstm_weighted through `python -m tuner.search`
      vs the same configs in a plain loop (`python -m benchmarks.loop`)

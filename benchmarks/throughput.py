@@ -1,5 +1,5 @@
 """Training throughput of our data path (`tuner.trainable.train_epoch` over `DeviceData`) against the
-reference DataLoader path (`tuner.reference`), same model, optimizer, loss and thread count.
+reference DataLoader path (`benchmarks.reference`), same model, optimizer, loss and thread count.
 
 Timing: after a warm-up of 2 batches per path, `rounds` rounds of `batches` batches each,
 alternating ours/reference (ABBA order, so load drifting on a shared machine hits both alike);
@@ -19,7 +19,7 @@ import torch
 from tuner import config as config_mod
 from tuner import remedies
 from tuner.data import Images, make_split
-from tuner.reference import ReferenceTrial, make_loader, reference_evaluate
+from benchmarks.reference import ReferenceTrial, make_loader, reference_evaluate
 
 COPIES = {"ros_target": 1.0, "augment_scope": "copies"}
 CONFIGS = {

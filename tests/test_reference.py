@@ -1,5 +1,5 @@
 """Our batched data path (`tuner.remedies` over `DeviceData`) and the per-sample DataLoader reference
-of the benchmark (`tuner.reference`) draw from the same distributions: same rotation angles and
+of the benchmark (`benchmarks.reference`) draw from the same distributions: same rotation angles and
 sign convention, same noise, same over-sampled class counts, same augmentation scope."""
 import dataclasses
 import math
@@ -10,7 +10,8 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from tuner import reference, remedies
+from benchmarks import reference
+from tuner import remedies
 from tuner.remedies import augmentation
 from tuner.config import resolve
 from tuner.data import make_split

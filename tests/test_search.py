@@ -220,3 +220,62 @@ def test_a_grid_over_several_seeds_runs_without_asha_unless_asked(tmp_path):
     assert several.searcher == "grid" and not several.asha
     assert any("ASHA off: a grid over several seeds" in n for n in several.notes)
     assert plan("--seeds", "0,1,2", "--asha").asha  # asked for: kept
+
+
+def test_max_steps_makes_every_arm_train_the_same_steps(ray_session, tmp_path, capsys):
+    from analysis.export import main as export
+    from tuner.search import main
+
+    assert main(["lstm_ros", "--budget", "smoke", "--max-steps", "12", "--searcher", "grid", "--set", "ros_target=1.0",
+                 "--set", "batch_size=256", "--seeds", "0", "--storage-path", str(tmp_path), "--name", "S"]) == 0
+    out = capsys.readouterr().out
+    assert "compute-matched: every trial trains 12 optimizer steps (epochs up to 200)" in out
+    assert export([str(tmp_path / "S")]) == 0
+    import pandas as pd
+
+    trials = pd.read_parquet(next((tmp_path / "S").rglob("trials.parquet")))
+    assert len(trials) == 1 and (trials["max_steps"] == 12).all()
+    epochs = pd.read_parquet(next((tmp_path / "S").rglob("epochs.parquet")))
+    assert epochs["steps"].max() == 12  # the last epoch was cut at the budget
+
+
+def test_max_steps_must_be_positive(tmp_path):
+    from tuner.search import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["lstm_ros", "--budget", "smoke", "--max-steps", "0", "--storage-path", str(tmp_path)])
+    assert e.value.code == 2
+
+
+def test_rerun_top_reruns_the_best_configurations_over_the_seeds(ray_session, tmp_path, capsys):
+    """Select on validation, then re-run: the 2 best of 3 minority weights, each over 2 seeds to the end."""
+    import pandas as pd
+
+    from analysis.export import build
+    from tuner.search import main
+
+    base = ["lstm_weighted", "--budget", "smoke", "--storage-path", str(tmp_path), "--set", "model=mlp"]
+    assert main(base + ["--num-samples", "3", "--max-epochs", "2", "--name", "search"]) == 0
+    trials, _ = build(str(tmp_path / "search"), "val_balanced_acc", "max")
+    scored = trials.groupby("minority_weight")["best_val_balanced_acc"].mean().sort_values(ascending=False)
+    capsys.readouterr()
+    assert main(base + ["--rerun-top", "2", "--from-run", str(tmp_path / "search"), "--seeds", "0,1",
+                        "--max-epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "re-run of" in out and "top1:" in out and "top2:" in out
+    rerun, _ = build(str(tmp_path / "search-top2"), "val_balanced_acc", "max")
+    assert len(rerun) == 4 and set(rerun["status"]) == {"TERMINATED"} and not rerun["asha_stopped"].any()
+    assert (rerun["epochs_run"] == 2).all() and set(rerun["rerun_of"]) == {str(tmp_path / "search")}
+    chosen = rerun.groupby("group")["minority_weight"].first()
+    assert [chosen["top1"], chosen["top2"]] == pytest.approx(list(scored.index[:2]))  # the two best, in order
+    assert sorted(rerun["seed"].tolist()) == [0, 0, 1, 1]
+
+
+def test_rerun_top_errors_are_one_line(tmp_path, capsys):
+    from tuner.search import main
+
+    for extra, message in ((["--from-run", str(tmp_path / "none")], "--from-run needs --rerun-top K"),
+                           (["--rerun-top", "2", "--from-run", str(tmp_path / "none")], "does not exist")):
+        with pytest.raises(SystemExit) as e:
+            main(["lstm_weighted", "--budget", "smoke", "--storage-path", str(tmp_path), *extra])
+        assert e.value.code == 2 and message in capsys.readouterr().err

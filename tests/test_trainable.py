@@ -85,7 +85,7 @@ def test_cuda_path_when_available(sample_images):
 
 def test_steps_and_samples_seen_count_the_compute_of_each_arm(sample_images):
     from tuner.config import resolve
-    from tuner.reference import ros_extra
+    from benchmarks.reference import ros_extra
 
     bs = FAST["batch_size"]
     plain = train({**FAST, "epochs": 2}, data=sample_images)

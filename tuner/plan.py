@@ -47,6 +47,7 @@ class Plan:
     arms: tuple = ()
     notes: list[str] = field(default_factory=list)
     objectives: tuple = ()  # 2+ metrics: a multi-objective (Pareto) search; `metric` is then the first
+    max_steps: int | None = None  # --max-steps: every trial's budget in optimizer steps (compute-matched arms)
     min_steps: int | None = None  # a budget with a floor in steps: max_epochs follows from the data (size_to_data)
     grace_steps: int | None = None
     callbacks: tuple = ()  # mlflow | wandb: Ray's logger callbacks
@@ -77,6 +78,9 @@ def first_value(spec):
     return spec.grid_values()[0]
 
 
+STEPS_CAP = 200  # the most epochs a --max-steps budget runs (a tiny dataset)
+
+
 def parser(prog: str = PROG, suppress: bool = False) -> argparse.ArgumentParser:
     """The search's options. `suppress`: no defaults, so a parse holds only the options typed
     (a resume compares those with the run's recorded ones)."""
@@ -105,11 +109,19 @@ def _what_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data folder (default $TUNER_DATA_DIR, else ~/.cache/imbalance-tune/data)")
     p.add_argument("--num-samples", type=int, help="trials the searcher proposes (per grid point for grids)")
     p.add_argument("--max-epochs", type=int, help="maximum epochs per trial")
+    p.add_argument("--max-steps", type=int,
+                   help="a budget in optimizer steps: every trial stops after exactly this many (mid-epoch if need "
+                        "be), so arms that draw more samples per epoch get the same compute; epochs up to --max-epochs "
+                        f"(default {STEPS_CAP}); ASHA then counts steps")
     p.add_argument("--metric", help="selection metric on validation (default val_balanced_acc)")
     p.add_argument("--mode", choices=("max", "min"), help="maximise or minimise --metric")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="fix any trial setting")
     p.add_argument("--seeds", help="comma-separated seeds, a grid dimension (e.g. 0,1,2)")
     p.add_argument("--searcher", choices=("optuna", "grid", "random"), help="override the experiment's searcher")
+    p.add_argument("--rerun-top", type=int, metavar="K",
+                   help="select, then re-run: the K best configurations (by --metric on validation) re-run to the end "
+                        "over --seeds, ASHA off, as a new run (RUN-topK); after this search, or of --from-run")
+    p.add_argument("--from-run", metavar="RUN_DIR", help="with --rerun-top: the finished run to take the best configurations from")
     p.add_argument("--no-asha", action="store_true", help="run every trial to --max-epochs")
     p.add_argument("--asha", action="store_true",
                    help="keep ASHA on a grid over several seeds (off by default there: seed means need complete runs)")

@@ -15,7 +15,7 @@ from tuner import config as config_mod
 from tuner import data as data_mod
 from tuner import ray_compat, runstore
 from tuner.errors import ConfigError
-from tuner.plan import PROG, Plan, first_value, metric_names
+from tuner.plan import PROG, STEPS_CAP, Plan, first_value, metric_names
 from tuner.resume import apply_recorded_options, check_resume_dataset, check_resume_options, record_options
 from tuner.summary import describe
 
@@ -118,11 +118,10 @@ def build_plan(args: argparse.Namespace) -> Plan:
     seeds = _seeds(args, budget)
     sets = parse_sets(args.set)
     fixed = _fixed_settings(args, exp, budget, sets, objectives)
-    max_epochs = args.max_epochs or budget.max_epochs
-    min_steps = None if args.max_epochs else budget.min_steps  # --max-epochs: exactly that many epochs
-    fixed["epochs"] = max_epochs
+    max_epochs, min_steps = _epochs(args, budget, fixed)
     space = {k: v for k, v in exp.space.items() if k not in sets}
-    notes = []
+    notes = [f"compute-matched: every trial trains {fixed['max_steps']} optimizer steps (epochs up to {max_epochs})"] \
+        if fixed.get("max_steps") else []
     searcher = _searcher(args, exp, budget, space, seeds, arms, notes)
     num_samples = args.num_samples or (budget.num_samples if searcher != "grid" else 1)
     if fixed.get("precision") == "fp16" and args.gpus_per_trial == 0:
@@ -137,9 +136,12 @@ def build_plan(args: argparse.Namespace) -> Plan:
         storage_path=storage, name=name, resume=args.resume, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent or budget.max_concurrent,
         address=args.address, arms=arms, notes=notes, objectives=objectives, min_steps=min_steps,
+        max_steps=getattr(args, "max_steps", None),
         grace_steps=budget.grace_steps if min_steps else None, callbacks=tuple(dict.fromkeys(args.callback)),
         experiment_file=str(Path(args.experiment_file).expanduser().resolve()) if args.experiment_file else None,
     )
+    if getattr(args, "from_run", None):  # --rerun-top K --from-run RUN_DIR: the run's best configurations
+        plan = _rerun(plan, args)
     for cfg in plan_configs(plan):  # every value any trial can get, now, not inside a trial on the cluster
         config_mod.resolve(cfg)
     if objectives:
@@ -211,6 +213,31 @@ def _fixed_settings(args: argparse.Namespace, exp, budget, sets: dict, objective
         if not Path(fixed["data_dir"]).is_dir():
             raise ConfigError(f"--data-dir {args.data_dir!r} does not exist: pass an existing folder")
     return fixed
+
+
+def _rerun(plan: Plan, args: argparse.Namespace) -> Plan:
+    from tuner import rerun
+
+    if not args.rerun_top:
+        raise ConfigError("--from-run needs --rerun-top K: how many of its best configurations to re-run")
+    plan = rerun.rerun_plan(plan, args, args.from_run)
+    if not args.name:
+        plan.name = rerun.default_name(args.from_run, args.rerun_top)
+    return plan
+
+
+def _epochs(args: argparse.Namespace, budget, fixed: dict) -> tuple[int, int | None]:
+    """(max epochs, the budget's floor in steps). --max-steps: every trial's budget in optimizer steps,
+    epochs only a cap; --max-epochs: exactly that many epochs (no floor in steps)."""
+    max_steps = getattr(args, "max_steps", None)
+    if max_steps is not None:
+        if max_steps < 1:
+            raise ConfigError(f"--max-steps {max_steps}: must be an integer >= 1")
+        fixed["max_steps"] = max_steps
+        fixed["epochs"] = args.max_epochs or STEPS_CAP
+        return fixed["epochs"], None
+    fixed["epochs"] = args.max_epochs or budget.max_epochs
+    return fixed["epochs"], None if args.max_epochs else budget.min_steps
 
 
 def _searcher(args: argparse.Namespace, exp, budget, space: dict, seeds: list, arms: tuple, notes: list) -> str:

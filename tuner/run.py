@@ -121,10 +121,12 @@ def tune_config(plan: Plan, cluster_cpus: float):
 
     concurrent = concurrency(plan, cluster_cpus)
     search_alg = optuna_searcher(plan, concurrent) if plan.searcher == "optuna" else None
-    scheduler = (
-        ASHAScheduler(max_t=plan.max_epochs, grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
-        if plan.asha else FIFOScheduler()
-    )
+    scheduler = FIFOScheduler()
+    if plan.asha and plan.max_steps:  # a budget in steps: ASHA's rungs count optimizer steps, the same for every arm
+        scheduler = ASHAScheduler(time_attr="steps", max_t=plan.max_steps, reduction_factor=plan.reduction_factor,
+                                  grace_period=max(1, plan.max_steps // 8))
+    elif plan.asha:
+        scheduler = ASHAScheduler(max_t=plan.max_epochs, grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
     return tune.TuneConfig(
         metric=None if plan.objectives else plan.metric, mode=None if plan.objectives else plan.mode,
         search_alg=search_alg, scheduler=scheduler,

@@ -53,7 +53,12 @@ def main(argv=None, prog: str = PROG) -> int:
             print(list_experiments(args.experiment_file))
             return 0
         plan, images = prepare(args, argv, prog)
-        return execute(plan, images, argv, prog)[0]
+        code = execute(plan, images, argv, prog)[0]
+        if code == 0 and args.rerun_top and not args.from_run:  # select, then re-run the best over the seeds
+            args.from_run, args.name, args.resume = plan.run_dir, None, None
+            plan, images = prepare(args, argv + ["--from-run", plan.run_dir], prog)
+            code = execute(plan, images, argv, prog)[0]
+        return code
     except ConfigError as e:
         _fail(str(e))
 

@@ -141,6 +141,7 @@ CORE: dict[str, Param] = {
     "experiment": Param("", str, help="experiment name, recorded in every result"),
     "group": Param("", str, help="label of a study group (unbalanced, augmented, irm, ...)"),
     "budget": Param("", str, help="budget name, recorded in every result"),
+    "rerun_of": Param("", str, help="the run whose best configurations this trial re-runs (--rerun-top), recorded in every result"),
     "objectives": Param("", str, help="metrics of a multi-objective (Pareto) search, comma-separated, recorded in every result"),
     "task": Param(None, str, help="study task (tuner.tasks): classification, digit_pairs, ...; "
                   "default: the task whose datasets include `dataset`, else classification"),
