@@ -270,3 +270,48 @@ def test_lstm_best_local_budget_reruns_the_tuned_config_over_five_seeds(tmp_path
     # the search budget searches the whole space with Optuna, one seed
     search = build_plan(parse_args(["lstm_best", "--budget", "search", "--storage-path", str(tmp_path), "--name", "S"]))
     assert search.searcher == "optuna" and search.seeds == [0] and search.asha
+
+
+def test_cosine_schedule_sets_each_epochs_learning_rate_by_the_formula():
+    from tuner.remedies import REMEDIES, EpochContext
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    cfg = {"lr": 0.1, "epochs": 3}
+    got = []
+    for epoch in (1, 2, 3):
+        REMEDIES["cosine_lr"].start_epoch(EpochContext(cfg, epoch, None, None, None, None, None, opt, None))
+        got.append(opt.param_groups[0]["lr"])
+    # (1 + cos(pi * (e - 1) / 3)) / 2 = 1, 3/4, 1/4
+    assert got == pytest.approx([0.1, 0.075, 0.025])
+
+
+def test_cosine_schedule_trains_and_resumes_exactly(sample_images, tmp_path):
+    from tuner.trainable import LocalReporter, train
+
+    cfg = {"dataset": "mnist-sample", "model": "mlp", "epochs": 2, "batch_size": 256, "lr_schedule": "cosine"}
+    straight = train(cfg, data=sample_images)
+    constant = train({**cfg, "lr_schedule": "constant"}, data=sample_images)
+    assert straight[0]["train_loss"] == constant[0]["train_loss"]  # epoch 1 runs at lr either way
+    assert straight[1]["train_loss"] != constant[1]["train_loss"] and straight[1]["remedies"] == "cosine_lr"
+    train({**cfg, "epochs": 2}, data=sample_images, reporter=LocalReporter(tmp_path))  # checkpoints each epoch
+    (tmp_path / "state.pt").unlink()
+    first = LocalReporter(tmp_path)
+    train({**cfg, "epochs": 1}, data=sample_images, reporter=first)
+    rest = LocalReporter(tmp_path)
+    train(cfg, data=sample_images, reporter=rest)
+    assert rest.history[-1]["train_loss"] == straight[1]["train_loss"]
+
+
+def test_posthoc_logit_adjustment_moves_decisions_to_rare_classes_and_leaves_training_alone(sample_images):
+    from tuner.remedies import REMEDIES
+    from tuner.trainable import train
+
+    counts = torch.tensor([1, 3])
+    adjusted = REMEDIES["posthoc_logit_adjustment"].adjust_logits(torch.zeros(1, 2), {"posthoc_tau": 1.0}, counts)
+    assert adjusted[0].tolist() == pytest.approx([math.log(4), math.log(4 / 3)])  # -log(1/4), -log(3/4)
+    cfg = {"dataset": "mnist-sample", "model": "mlp", "epochs": 1, "batch_size": 256}
+    plain = train(cfg, data=sample_images)[-1]
+    post = train({**cfg, "posthoc_tau": 1.0}, data=sample_images)[-1]
+    assert post["train_loss"] == plain["train_loss"]  # the same training, bit for bit
+    assert post["remedies"] == "posthoc_logit_adjustment"
+    assert post["minority_acc"] > plain["minority_acc"] and post["confusion"] != plain["confusion"]

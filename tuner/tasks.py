@@ -128,8 +128,11 @@ CPU_EVAL_CHUNK = 128
 
 
 @torch.inference_mode()
-def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn=None, precision=None) -> tuple[torch.Tensor, float]:
-    """Confusion matrix and mean loss over (a subset of) a set, in large batches without gradients."""
+def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn=None, precision=None,
+             adjust=None) -> tuple[torch.Tensor, float]:
+    """Confusion matrix and mean loss over (a subset of) a set, in large batches without gradients.
+    `adjust(logits)`: how the classifier turns the model's logits into its decision (post-hoc
+    remedies such as logit adjustment at test time); the loss is of the adjusted logits too."""
     model.eval()
     precision = precision or Precision("fp32", dd.device)
     n = len(y) if idx is None else len(idx)
@@ -145,6 +148,8 @@ def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn=None,
             xb, yb = x_u8.index_select(0, b), y.index_select(0, b)
         with precision.autocast():
             logits = model(dd.normalise(dd.pixels(xb)))
+        if adjust is not None:
+            logits = adjust(logits.float())
         loss_sum += torch.nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
         cm += metrics_mod.confusion_matrix(yb, logits.argmax(1), dd.num_classes)
     return cm.cpu(), float(loss_sum) / max(n, 1)
@@ -187,6 +192,7 @@ class ClassificationRun(TaskRun):
         self.counts = torch.tensor([len(m) for m in self.dd.by_class], device=device)
         self.is_minority = torch.zeros(images.num_classes, dtype=torch.bool, device=device)
         self.is_minority[list(cfg["minority_classes"])] = True
+        self.adjusters = remedies.hooks(remedies.running(cfg), "adjust_logits")  # post-hoc, at evaluation
 
     def build_model(self) -> torch.nn.Module:
         cfg, images = self.cfg, self.images
@@ -216,10 +222,17 @@ class ClassificationRun(TaskRun):
     def model_input(self, x):
         return self.dd.normalise(x)
 
+    def adjust(self, logits):
+        """The running remedies' post-hoc changes of the logits (`adjust_logits` hooks), in order."""
+        for hook in self.adjusters:
+            logits = hook(logits, self.cfg, self.counts)
+        return logits
+
     def evaluate(self, model, precision) -> dict:
         dd, bs, minority = self.dd, self.cfg["eval_batch_size"], self.cfg["minority_classes"]
-        val_cm, val_loss = evaluate(model, dd, dd.train_x, dd.train_y, dd.val_idx, bs, None, precision)
-        test_cm, test_loss = evaluate(model, dd, dd.test_x, dd.test_y, None, bs, None, precision)
+        adjust = self.adjust if self.adjusters else None
+        val_cm, val_loss = evaluate(model, dd, dd.train_x, dd.train_y, dd.val_idx, bs, None, precision, adjust)
+        test_cm, test_loss = evaluate(model, dd, dd.test_x, dd.test_y, None, bs, None, precision, adjust)
         return {
             "val_loss": val_loss,
             **metrics_mod.metrics_from_confusion(val_cm, minority, prefix="val_"),

@@ -13,6 +13,7 @@ A remedy is one object (a `Remedy` subclass, registered with `register`) that ow
         start_epoch(ctx)                     switches at an epoch (DRW, IRM's optimizer reset, Remix)
         transform(batch, ctx)                change a batch (augmentation, mixing), in `transform_order`
         penalty(loss, out, batch, ctx)       add to the loss (IRM)
+        adjust_logits(logits, cfg, counts)   change the logits at evaluation (post-hoc logit adjustment)
     and `min_batch`, the smallest batch the remedy can use (IRM needs a pair).
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Remedy:
         """Cross-setting checks (one line naming the value); called for every config."""
 
     # hooks: a remedy defines the ones it needs (`hooks` finds them)
-    class_weights = copies = sample = finish_plan = start_epoch = transform = penalty = None
+    class_weights = copies = sample = finish_plan = start_epoch = transform = penalty = adjust_logits = None
 
 
 REMEDIES: dict[str, Remedy] = {}  # name -> remedy, in registration order (the `remedies` column's order)
