@@ -129,7 +129,7 @@ def augmentation_arms() -> tuple[dict, ...]:
 # to 0 and slows cross-entropy down, tuner/models.py); `--set final_relu=true` turns it on there.
 WEIGHTED_BUDGETS = budgets(
     smoke=Budget(1, 1, searcher="grid", fixed={"dataset": "mnist-sample", "batch_size": 128}),
-    local=Budget(1, 10, searcher="grid", fixed={"batch_size": 128}),  # 6 min on 2 idle cores
+    local=Budget(1, 10, searcher="grid", fixed={"batch_size": 128}),  # its time: docs/studies.md, "Timings"
     paper=Budget(1, 50, seeds=SEEDS5, searcher="grid", fixed={"final_relu": True}),
 )
 
