@@ -104,8 +104,11 @@ def _trial_record(run: RunFiles, t: TrialFiles, metric: str, mode: str) -> dict:
     planned = t.config.get("epochs")
     rec["epochs_run"] = epochs_run
     # A trial the trainable ended itself (stop_reason, e.g. a non-finite loss) was not stopped by the scheduler.
+    # Nor was one that spent its budget in optimizer steps (max_steps) before its planned epochs.
+    max_steps = t.config.get("max_steps")
+    spent = bool(max_steps) and isinstance(last.get("steps"), (int, float)) and last["steps"] >= max_steps
     rec["asha_stopped"] = bool(t.status == "TERMINATED" and isinstance(planned, int) and epochs_run < planned
-                               and not last.get("stop_reason"))
+                               and not last.get("stop_reason") and not spent)
     rec["wall_time_s"] = last.get("time_total_s")
     best = best_row(rows, metric, mode)
     best_keys = []

@@ -230,11 +230,12 @@ def test_max_steps_makes_every_arm_train_the_same_steps(ray_session, tmp_path, c
                  "--set", "batch_size=256", "--seeds", "0", "--storage-path", str(tmp_path), "--name", "S"]) == 0
     out = capsys.readouterr().out
     assert "compute-matched: every trial trains 12 optimizer steps (epochs up to 200)" in out
+    assert "1 finished (0 stopped early by ASHA or a stop reason)" in out  # the steps budget is the trial's end
     assert export([str(tmp_path / "S")]) == 0
     import pandas as pd
 
     trials = pd.read_parquet(next((tmp_path / "S").rglob("trials.parquet")))
-    assert len(trials) == 1 and (trials["max_steps"] == 12).all()
+    assert len(trials) == 1 and (trials["max_steps"] == 12).all() and not trials["asha_stopped"].any()
     epochs = pd.read_parquet(next((tmp_path / "S").rglob("epochs.parquet")))
     assert epochs["steps"].max() == 12  # the last epoch was cut at the budget
 

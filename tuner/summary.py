@@ -52,6 +52,8 @@ def best_epoch_rows(result_grid, plan: Plan) -> list[dict]:
             best = df.loc[df[plan.metric].idxmax() if plan.mode == "max" else df[plan.metric].idxmin()]
             row.update({k: best.get(k) for k in ("epoch", plan.metric, *SUMMARY_METRICS)})
             row["epochs_run"] = int(df["epoch"].max())
+            # a trial that spent its budget in optimizer steps (--max-steps) ran to its end
+            row["steps_done"] = bool(plan.max_steps and "steps" in df and df["steps"].max() >= plan.max_steps)
         if r.error:
             row["error"] = str(r.error).strip().splitlines()[-1][:120]
         rows.append(row)
@@ -68,7 +70,7 @@ def summary(result_grid, plan: Plan, top: int = 10, prog: str = PROG) -> str:
         table.append([str(i), row["trial_id"], *(_fmt(row["config"].get(p)) for p in params),
                       f"{row['epoch']:.0f}/{row['epochs_run']}", *(_fmt(row[m]) for m in (plan.metric, *SUMMARY_METRICS))])
     failed = [r for r in rows if r["status"] == "ERROR"]
-    stopped = sum(1 for r in rows if r.get("epochs_run", plan.max_epochs) < plan.max_epochs)
+    stopped = sum(1 for r in rows if r.get("epochs_run", plan.max_epochs) < plan.max_epochs and not r.get("steps_done"))
     out = [
         f"\nBest configs by {plan.metric} (validation; test metrics at that epoch):",
         _aligned(table),
