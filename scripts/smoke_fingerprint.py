@@ -65,9 +65,12 @@ def _load(path: str) -> dict:
 
 def compare(a_path: str, b_path: str) -> int:
     a, b = _load(a_path), _load(b_path)
-    same, differ = 0, []
+    same, differ, missing = 0, [], 0
     for key, va in a.items():
-        vb = b.get(key, "missing")
+        if key not in b:
+            missing += 1
+            continue
+        vb = b[key]
         if isinstance(va, list) and isinstance(vb, list):  # a metric only the newer code reports is not a difference
             vb = [{k: v for k, v in e.items() if k in old and (old[k] is not None or v is None)} | {k: None for k in old if old[k] is None}
                   for e, old in zip(vb, va)] if len(vb) == len(va) else vb
@@ -77,7 +80,7 @@ def compare(a_path: str, b_path: str) -> int:
             differ.append(key)
     for key in differ:
         print("DIFFERENT", key[:160])
-    print(f"{same} identical, {len(differ)} different, of {len(a)} configs")
+    print(f"{same} identical, {len(differ)} different, of {len(a)} configs" + (f" ({missing} not run in the second)" if missing else ""))
     return 1 if differ else 0
 
 
