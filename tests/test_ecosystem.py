@@ -259,3 +259,15 @@ def test_api_runs_an_experiment_object_without_registering_it(ray_session, tmp_p
     grid = run_search(exp, budget="smoke", storage_path=str(tmp_path), name="NB")
     assert len(grid) == 1 and grid[0].metrics["experiment"] == "nb_weighted"
     assert "nb_weighted" not in EXPERIMENTS  # the registry is left as it was
+
+
+def test_the_python_example_of_docs_experiments_runs():
+    """The docs' example file (docs/experiments.md, 'Python') imports and defines its experiment."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "experiments.md").read_text()
+    code = re.search(r"## Python\n\n```python\n(.*?)```", doc, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "docs/experiments.md", "exec"), namespace)
+    assert namespace["EXPERIMENT"].name == "my_weighted" and namespace["EXPERIMENT"].budgets["smoke"].max_epochs == 2
