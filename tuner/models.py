@@ -48,8 +48,6 @@ def check_input(name: str, input_shape, options=None) -> str | None:
     options = {**OPTIONS, **(options or {})}
     if name == "mlp":
         return None if options["hidden"] >= 1 and options["layers"] >= 0 else "hidden must be >= 1 and layers >= 0"
-    if name.startswith("pairs_"):
-        return None  # the digit_pairs study checks its own data (tuner.pairs)
     if len(input_shape) != 3:
         return "it reads images (C x H x W); for feature vectors use model=mlp"
     c, h, w = input_shape

@@ -328,7 +328,7 @@ def settle_on_data(plan: Plan, images) -> None:
     """Once the data is loaded, before Ray: own data fixes its class settings (names -> indices, the
     minority classes, natural imbalance; `tuner.owndata.settle`), explicitly in every trial's config;
     then every config is checked against the data (the model takes its shape, ...)."""
-    from tuner import owndata
+    from tuner import owndata, tasks
 
     if data_mod.is_own(plan.fixed["dataset"]):
         plan.fixed.update(owndata.settle(plan.fixed, images))
@@ -338,7 +338,8 @@ def settle_on_data(plan: Plan, images) -> None:
         if plan.resume:
             check_resume_options(plan)
     for cfg in plan_configs(plan):
-        owndata.check_fits(config_mod.resolve(cfg), images)
+        resolved = config_mod.resolve(cfg)
+        tasks.for_config(resolved).check_data(resolved, images)  # classification: the model takes the data's shape
 
 
 def size_to_data(plan: Plan, train_count: int) -> Plan:
