@@ -211,10 +211,11 @@ class Report:
             names = {tasks.for_config({"dataset": str(d)}).name for d in trials[requested].dropna().unique()} \
                 if requested in trials else ()
         for name in names:
-            for heading, caption, table in tasks.get(name).report_sections(trials):
+            sections = tasks.get(name).report_sections(trials)  # built once: a study table per task
+            for heading, caption, table in sections:
                 self.doc.h(2, f"{heading}{self.suffix}")
                 self.doc.table(table, caption)
-            if tasks.get(name).report_sections(trials) and "experiment" in trials:
+            if sections and "experiment" in trials:
                 # the study's claims: a task study's protocol is the final epoch; the best-validation epoch beside it
                 done = compare.completed(trials)
                 for exp in trials["experiment"].dropna().astype(str).unique():

@@ -53,9 +53,6 @@ PARAMS = {
 }
 
 
-def is_pairs(cfg: dict) -> bool:
-    return cfg["dataset"] in PAIR_DATASETS
-
 
 def check(cfg: dict) -> None:
     """Cross-setting checks, called by tuner.config.resolve (one line naming the value)."""
