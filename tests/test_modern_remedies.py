@@ -315,3 +315,60 @@ def test_posthoc_logit_adjustment_moves_decisions_to_rare_classes_and_leaves_tra
     assert post["train_loss"] == plain["train_loss"]  # the same training, bit for bit
     assert post["remedies"] == "posthoc_logit_adjustment"
     assert post["minority_acc"] > plain["minority_acc"] and post["confusion"] != plain["confusion"]
+
+
+def test_weight_ema_averages_the_weights_by_the_formula_and_evaluates_the_average(sample_images):
+    from tuner.remedies import Remedy, register, unregister
+    from tuner.trainable import train
+
+    seen = {}
+
+    class Recorder(Remedy):  # registered after weight_ema: sees each step's weights after its update
+        name = "test_recorder"
+        settings = {}
+
+        def runs(self, cfg):
+            return True
+
+        def after_step(self, ctx):
+            seen.setdefault("weights", []).append([p.detach().clone() for p in ctx.model.parameters()])
+            seen["ema"] = ctx.trial["weight_ema"]
+
+    register(Recorder)
+    try:
+        cfg = {"dataset": "mnist-sample", "model": "mlp", "epochs": 2, "batch_size": 256, "ema_decay": 0.9}
+        averaged = train(cfg, data=sample_images)
+    finally:
+        unregister("test_recorder")
+    plain = train({**cfg, "ema_decay": 0.0}, data=sample_images)
+    # by hand: e_1 = w_1, e_k = 0.9 e_(k-1) + 0.1 w_k over every optimizer step of the trial
+    steps = seen["weights"]
+    assert len(steps) == averaged[-1]["steps"] > 10
+    expected = steps[0]
+    for w in steps[1:]:
+        expected = [0.9 * e + 0.1 * x for e, x in zip(expected, w)]
+    for e, p in zip(expected, seen["ema"].module.parameters()):
+        torch.testing.assert_close(p, e, rtol=1e-5, atol=1e-6)
+    # training is unchanged; the evaluation reads the average
+    assert [m["train_loss"] for m in averaged] == [m["train_loss"] for m in plain]
+    assert averaged[-1]["remedies"] == "weight_ema" and averaged[-1]["confusion"] != plain[-1]["confusion"]
+
+
+def test_weight_ema_resumes_exactly_from_a_checkpoint(sample_images, tmp_path):
+    from tuner.trainable import LocalReporter, train
+
+    cfg = {"dataset": "mnist-sample", "model": "mlp", "epochs": 3, "batch_size": 256, "ema_decay": 0.95}
+    straight = train(cfg, data=sample_images)
+    train({**cfg, "epochs": 1}, data=sample_images, reporter=LocalReporter(tmp_path))
+    saved = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert int(saved["remedies"]["weight_ema"]["n_averaged"]) == straight[0]["steps"]
+    rest = LocalReporter(tmp_path)
+    train(cfg, data=sample_images, reporter=rest)
+    assert [m["epoch"] for m in rest.history] == [2, 3]
+    assert rest.history[-1]["confusion"] == straight[-1]["confusion"]
+    assert rest.history[-1]["val_loss"] == straight[-1]["val_loss"]
+
+
+def test_weight_ema_decay_is_checked_before_training():
+    with pytest.raises(ConfigError, match="ema_decay"):
+        resolve({"ema_decay": 1.0})

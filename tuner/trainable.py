@@ -129,10 +129,12 @@ def dataset_for(cfg: dict) -> Images:
     return _loaded[key]
 
 
-def epoch_context(cfg, epoch, gen, run, base_loss, optimizer, model) -> remedies.EpochContext:
-    """What the remedies' hooks of one epoch see: the task's loss of the epoch, the optimizer."""
+def epoch_context(cfg, epoch, gen, run, base_loss, optimizer, model, trial=None, restored=None) -> remedies.EpochContext:
+    """What the remedies' hooks of one epoch see: the task's loss of the epoch, the optimizer, the
+    model, and the remedies' state across epochs (`trial`; `restored` from a resumed checkpoint)."""
     return remedies.EpochContext(cfg, epoch, gen, run.counts, run.is_minority, run.epoch_loss(base_loss, epoch),
-                                 base_loss, optimizer, lambda: make_optimizer(cfg, model))
+                                 base_loss, optimizer, lambda: make_optimizer(cfg, model), model=model,
+                                 trial={} if trial is None else trial, restored=restored or {})
 
 
 def train_epoch(model, run, ctx: remedies.EpochContext, running: list, precision: Precision,
@@ -146,6 +148,7 @@ def train_epoch(model, run, ctx: remedies.EpochContext, running: list, precision
         hook(ctx)
     transforms = [r.transform for r in sorted(running, key=lambda r: r.transform_order) if r.transform is not None]
     penalties = remedies.hooks(running, "penalty")
+    after_step = remedies.hooks(running, "after_step")
     min_batch = max([run.min_batch] + [r.min_batch for r in running])
     n, bs = len(plan.idx), ctx.cfg["batch_size"]
     loss_sum = torch.zeros((), device=plan.idx.device)
@@ -167,12 +170,22 @@ def train_epoch(model, run, ctx: remedies.EpochContext, running: list, precision
                 loss = penalty(loss, out, batch, ctx)
         ctx.optimizer.zero_grad(set_to_none=True)
         precision.step(loss, ctx.optimizer)
+        for hook in after_step:
+            hook(ctx)
         steps, used = steps + 1, used + len(batch.y)
         with torch.no_grad():  # accumulate on device: no host sync per step
             loss_sum += loss.detach() * len(batch.y)
             correct += (run.predict(out) == batch.y).sum()
     # one sync per epoch
     return float(loss_sum) / n, float(correct) / n, n, steps
+
+
+def evaluated_model(model, ctx, running):
+    """The model the epoch's evaluation reads: the trained one, or what a remedy puts in its place
+    (`eval_model`: the averaged weights)."""
+    for hook in remedies.hooks(running, "eval_model"):
+        model = hook(model, ctx)
+    return model
 
 
 def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]:
@@ -200,6 +213,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     running = remedies.running(cfg) if task.uses_remedies else []
 
     start, steps, samples_seen = 1, 0, 0  # compute so far: arms that draw more per epoch are compared on these
+    trial_state, restored = {}, {}  # the remedies' state across epochs (`checkpoint` hooks), saved and restored
     state = reporter.restore()
     if state is not None:
         model.load_state_dict(state["model"])
@@ -210,6 +224,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         torch.set_rng_state(state["torch_rng"])
         start = int(state["epoch"]) + 1
         steps, samples_seen = int(state.get("steps", 0)), int(state.get("samples_seen", 0))
+        restored = state.get("remedies", {})
 
     static = {
         "experiment": cfg["experiment"],
@@ -224,7 +239,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
     }
     for epoch in range(start, cfg["epochs"] + 1):
         t0 = time.perf_counter()
-        ctx = epoch_context(cfg, epoch, gen, run, base_loss, optimizer, model)
+        ctx = epoch_context(cfg, epoch, gen, run, base_loss, optimizer, model, trial_state, restored)
         limit = None if cfg["max_steps"] is None else cfg["max_steps"] - steps
         train_loss, train_acc, drawn, taken = train_epoch(model, run, ctx, running, precision, limit)
         optimizer = ctx.optimizer  # a remedy may have reset it (IRM, when its penalty switches on)
@@ -236,7 +251,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
             "samples_seen": samples_seen,  # training samples drawn since the trial began, copies included
             "train_loss": train_loss,
             "train_acc": train_acc,
-            **run.evaluate(model, precision),
+            **run.evaluate(evaluated_model(model, ctx, running), precision),
             "stop_reason": "",
             **static,
         }
@@ -261,6 +276,9 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
             }
             if precision.scaler.is_enabled():
                 state["scaler"] = precision.scaler.state_dict()
+            saved = {r.name: r.checkpoint(ctx) for r in running if r.checkpoint is not None}
+            if saved:
+                state["remedies"] = saved
         reporter.report(metrics, state)
         if last:
             break

@@ -8,7 +8,8 @@ order (the order of the `remedies` column and of the hooks):
     loss         loss, cb, focal, ldam, drw, logit_adjusted, balanced_softmax
     class_aware  class_aware_sampling                the epoch's sample, class by class
     remix        remix                               mixup with minority labels
-    schedule     cosine_lr, posthoc_logit_adjustment  the learning rate over the epochs; the logits at test time
+    schedule     cosine_lr, posthoc_logit_adjustment,  the learning rate over the epochs; the logits at test
+                 weight_ema                           time; the averaged weights evaluated
 
 Adding one: a module (or a class in one of these) with a `Remedy` subclass decorated with
 `@register`; nothing else names it (docs/architecture.md).

@@ -14,6 +14,10 @@ A remedy is one object (a `Remedy` subclass, registered with `register`) that ow
         transform(batch, ctx)                change a batch (augmentation, mixing), in `transform_order`
         penalty(loss, out, batch, ctx)       add to the loss (IRM)
         adjust_logits(logits, cfg, counts)   change the logits at evaluation (post-hoc logit adjustment)
+        after_step(ctx)                      after each optimizer step (a weight average's update)
+        eval_model(model, ctx) -> model      the model the epoch's evaluation reads (the averaged weights)
+        checkpoint(ctx) -> dict              the remedy's state across epochs, saved with the trial's
+                                             checkpoint and given back on resume as ctx.restored[name]
     and `min_batch`, the smallest batch the remedy can use (IRM needs a pair).
 """
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Remedy:
 
     # hooks: a remedy defines the ones it needs (`hooks` finds them)
     class_weights = copies = sample = finish_plan = start_epoch = transform = penalty = adjust_logits = None
+    after_step = eval_model = checkpoint = None
 
 
 REMEDIES: dict[str, Remedy] = {}  # name -> remedy, in registration order (the `remedies` column's order)
@@ -241,3 +246,6 @@ class EpochContext:
     optimizer: Any
     new_optimizer: Callable[[], Any]
     state: dict = field(default_factory=dict)  # per-remedy scratch for the epoch (Remix's sampler)
+    model: Any = None  # the model being trained
+    trial: dict = field(default_factory=dict)  # per-remedy state kept across the trial's epochs (the same dict)
+    restored: dict = field(default_factory=dict)  # remedy name -> its `checkpoint` from the checkpoint resumed
