@@ -256,20 +256,41 @@ def test_training_switches_drw_per_epoch_uses_remix_and_resumes_exactly(tiny_ima
         k: v for k, v in straight[-1].items() if k not in drop}
 
 
-def test_lstm_best_local_budget_reruns_the_tuned_config_over_five_seeds(tmp_path):
-    from search_spaces.modern import BEST
+def test_lstm_best_local_budget_reruns_the_tuned_config_over_five_seeds_beside_the_reference(tmp_path):
+    from search_spaces.modern import BEST, REFERENCE
     from tuner.search import build_plan, param_space, parse_args
 
     plan = build_plan(parse_args(["lstm_best", "--storage-path", str(tmp_path), "--name", "B"]))
-    assert plan.searcher == "grid" and plan.seeds == [0, 1, 2, 3, 4] and plan.num_trials() == 5
+    assert plan.searcher == "grid" and plan.seeds == [0, 1, 2, 3, 4] and plan.num_trials() == 10
+    assert plan.metric == "val_balanced_acc" and not plan.asha
     space = param_space(plan)
     assert space["seed"] == {"grid_search": [0, 1, 2, 3, 4]}
-    for key in plan.space:  # every searched setting at its tuned value only
-        assert space[key] == {"grid_search": [BEST[key]]}, key
+    assert space["group"] == {"grid_search": ["best", "balanced_reference"]}
     assert {k: plan.fixed[k] for k in BEST} == BEST
-    # the search budget searches the whole space with Optuna, one seed
-    search = build_plan(parse_args(["lstm_best", "--budget", "search", "--storage-path", str(tmp_path), "--name", "S"]))
-    assert search.searcher == "optuna" and search.seeds == [0] and search.asha
+    # each arm's settings as its trials get them: the best arm every searched setting at its tuned
+    # value, the reference all of MNIST with every remedy off
+    for group, expect in (("best", {**BEST, "minority_keep": 0.1}), ("balanced_reference", {**BEST, **REFERENCE})):
+        cfg = {"group": group}
+        for key in (*plan.space, "minority_keep"):
+            spec = space.get(key, plan.fixed.get(key))
+            if isinstance(spec, dict) and "grid_search" in spec:
+                (cfg[key],) = spec["grid_search"]
+            elif hasattr(spec, "func"):  # tune.sample_from: the arm's value
+                cfg[key] = spec.func(cfg)
+            else:
+                cfg[key] = spec
+        assert {k: cfg[k] for k in plan.space} == {k: expect[k] for k in plan.space}, group
+        assert cfg["minority_keep"] == expect.get("minority_keep", 0.1)
+    from tuner.remedies import active
+    # the reference trains as the best arm does (the same schedule), with no imbalance remedy
+    reference = resolve({**BEST, **{k: v for k, v in REFERENCE.items() if k != "group"}})
+    assert active(reference) == ["cosine_lr"] and active(resolve(BEST)) == ["rotation", "ldam", "drw", "cosine_lr"]
+    # the search budget searches the whole space with Optuna, one seed, no reference arm; with
+    # --rerun-top and --seeds (one command) the seeds are the re-run's, not the search's
+    for extra in ([], ["--rerun-top", "2", "--seeds", "0,1,2,3,4"]):
+        search = build_plan(parse_args(["lstm_best", "--budget", "search", "--storage-path", str(tmp_path), "--name",
+                                        "S", *extra]))
+        assert search.searcher == "optuna" and search.seeds == [0] and search.asha and search.arms == ()
 
 
 def test_cosine_schedule_sets_each_epochs_learning_rate_by_the_formula():

@@ -179,7 +179,8 @@ def _objectives(args: argparse.Namespace, exp) -> tuple[str, tuple]:
 
 
 def _seeds(args: argparse.Namespace, budget) -> list[int]:
-    if not args.seeds:
+    # `--rerun-top K --seeds S` without --from-run: the search runs on its budget's seeds, the re-run on S
+    if not args.seeds or (getattr(args, "rerun_top", None) and not getattr(args, "from_run", None)):
         return list(budget.seeds)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
