@@ -6,6 +6,6 @@ from search_spaces.registry import (  # noqa: F401  (what experiment files impor
     EXPERIMENTS, LOCAL, PAPER, SMOKE, Budget, Choice, Claim, Experiment, Range, register,
 )
 from search_spaces import remedy_sweeps  # noqa: F401,E402  (registers lstm_* and cnn_*)
-from search_spaces import modern  # noqa: F401,E402  (registers lstm_pareto, lstm_best)
+from search_spaces import modern  # noqa: F401,E402  (registers lstm_pareto, lstm_balanced_screen, lstm_best)
 from search_spaces import digit_pairs  # noqa: F401,E402  (registers digit_pairs)
 from search_spaces import studies  # noqa: F401,E402  (registers the studies: rnn_noise_irm, lstm_weighted_loss, ...)

@@ -393,3 +393,16 @@ def test_weight_ema_resumes_exactly_from_a_checkpoint(sample_images, tmp_path):
 def test_weight_ema_decay_is_checked_before_training():
     with pytest.raises(ConfigError, match="ema_decay"):
         resolve({"ema_decay": 1.0})
+
+
+def test_lstm_balanced_screen_runs_each_family_once_beside_the_reference(tmp_path):
+    from tuner.remedies import active
+    from tuner.search import build_plan, parse_args
+
+    plan = build_plan(parse_args(["lstm_balanced_screen", "--storage-path", str(tmp_path), "--name", "S"]))
+    assert plan.searcher == "grid" and plan.seeds == [0] and plan.num_trials() == 10 and not plan.asha
+    arms = {a["group"]: resolve({**plan.fixed, **{k: v for k, v in a.items()}}) for a in plan.arms}
+    assert arms["balanced_reference"]["minority_keep"] == 1.0 and active(arms["balanced_reference"]) == ["cosine_lr"]
+    assert active(arms["ce"]) == ["cosine_lr"]
+    assert active(arms["ldam_drw_rot_all"]) == ["rotation", "ldam", "drw", "cosine_lr"]
+    assert arms["ldam_drw_rot_all"]["augment_scope"] == "all"
