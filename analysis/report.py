@@ -221,9 +221,10 @@ class Report:
                 for exp in trials["experiment"].dropna().astype(str).unique():
                     studies.claims_section(self.doc, studies.selected(trials).loc[done.index], done, exp)
 
-    def config_scores(self, trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-        """One row per configuration (varying params, seeds aside): selection metric over seeds, sorted best first."""
-        cols = compare.varying(trials)
+    def config_scores(self, trials: pd.DataFrame, cols: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+        """One row per configuration (varying params, seeds aside; or `cols`): selection metric over
+        seeds, sorted best first."""
+        cols = compare.varying(trials) if cols is None else cols
         # element-wise str(): under pandas 3 astype(str) keeps NaN as a missing value
         key = trials[cols].astype(object).map(str).agg(" | ".join, axis=1) if cols else pd.Series("all", index=trials.index)
         rows = []
@@ -233,17 +234,33 @@ class Report:
         scores = pd.DataFrame(rows).sort_values("mean", ascending=self.mode == "min").reset_index(drop=True)
         return scores, cols
 
+    def reference_mask(self, trials: pd.DataFrame) -> pd.Series:
+        """Trials that kept more of the minority images than the others (a balanced-data reference
+        arm, e.g. lstm_best's `balanced_reference`): trained on other data, so shown beside the
+        candidates but never ranked among them."""
+        if "minority_keep" not in trials or trials["minority_keep"].nunique() < 2:
+            return pd.Series(False, index=trials.index)
+        return trials["minority_keep"] > trials["minority_keep"].min()
+
     def best_configuration(self):
         d = self.doc
-        scores, cols = self.config_scores(self.done.dropna(subset=[self.metric]))
+        scored = self.done.dropna(subset=[self.metric])
+        is_ref = self.reference_mask(scored)
+        cols = compare.varying(scored)
+        scores, _ = self.config_scores(scored[~is_ref], cols)
+        refs = self.config_scores(scored[is_ref], cols)[0] if is_ref.any() else scores.iloc[:0]
         d.h(2, f"Best configuration (mean over seeds){self.suffix}")
         rows = []
-        for _, s in scores.head(self.top).iterrows():
-            grp = self.done.loc[s["index"]]
-            rows.append({"configuration": s["config"], "seeds (n)": s["n"], fmt.header(self.metric): fmt.ci(s, self.metric),
-                         **{fmt.header(m): fmt.ci(stats.summarize(grp[m]), m) for m in SUMMARY_METRICS if m in grp}})
+        for label, table in (("", scores.head(self.top)), (" (reference: more minority images, not ranked)", refs)):
+            for _, s in table.iterrows():
+                grp = self.done.loc[s["index"]]
+                rows.append({"configuration": s["config"] + label, "seeds (n)": s["n"],
+                             fmt.header(self.metric): fmt.ci(s, self.metric),
+                             **{fmt.header(m): fmt.ci(stats.summarize(grp[m]), m) for m in SUMMARY_METRICS if m in grp}})
         d.table(pd.DataFrame(rows), "Configurations ranked by mean validation score over their seeds; "
                 "test metrics as mean ± std [95% CI] in percent")
+        if scores.empty:
+            return
         best = scores.iloc[0]
         best_trials = self.done.loc[best["index"]]
         summary = {m: stats.summarize(best_trials[m]) for m in SUMMARY_METRICS if m in best_trials}
@@ -267,6 +284,12 @@ class Report:
                                  + fmt.paired_text(r, m, "no better than the baseline beyond seed noise"))
         elif base is None and cols:
             lines.append("No configuration of this search has every remedy switched off, so there is no baseline to test against.")
+        for _, ref in refs.iterrows():  # how much of the gap to the balanced data is left
+            for m in ("balanced_acc", "minority_acc", "majority_acc"):
+                if m in self.done:
+                    r = self._paired(ref["index"], best["index"], m)
+                    lines.append(f"vs the reference ({ref['config']}) on {fmt.short(m)}: best minus reference "
+                                 + fmt.paired_text(r, m, "the gap cannot be told from seed noise"))
         if lines:
             d.p("Paired t-tests over seeds of the best configuration:")
             d.bullets(lines)
@@ -410,7 +433,10 @@ class Report:
 
     def trial_details(self):
         d = self.doc
-        t = self.done.dropna(subset=[self.metric]).sort_values(self.metric, ascending=self.mode == "min")
+        t = self.done.dropna(subset=[self.metric])
+        t = t[~self.reference_mask(t)].sort_values(self.metric, ascending=self.mode == "min")  # candidates only
+        if t.empty:
+            return
         best = t.iloc[0]
         params = compare.varying(self.done)
         d.h(2, f"The best trial{self.suffix}")
@@ -427,7 +453,8 @@ class Report:
                         "Test confusion matrix of the best trial: colour = share of each true class (row), "
                         "numbers = images.")
         chosen = list(dict.fromkeys(t["trial_id"].astype(str).head(3)))
-        base = self.baseline_config(*self.config_scores(self.done.dropna(subset=[self.metric])))
+        scored = self.done.dropna(subset=[self.metric])
+        base = self.baseline_config(*self.config_scores(scored[~self.reference_mask(scored)], compare.varying(scored)))
         if base is not None:
             b = self.done.loc[base["index"]]
             same_seed = b[b["seed"] == best.get("seed")] if "seed" in b else b

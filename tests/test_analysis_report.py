@@ -105,3 +105,25 @@ def test_the_report_says_whether_arms_had_equal_steps_or_equal_epochs():
     assert _compute(matched) == "max_steps=300 optimizer steps (compute-matched arms); steps taken 300"
     by_epochs = pd.DataFrame({"epochs": [2, 2], "steps": [200, 340]})
     assert _compute(by_epochs) == "epochs (arms may differ in optimizer steps); steps taken 200–340"
+
+
+def test_a_balanced_data_reference_arm_is_shown_but_never_ranked_as_the_best(tmp_path):
+    # lstm_best's shape: the remedies on 0-4 kept at 10%, beside the same model on all the data,
+    # which scores higher on validation. The reference is listed, the remedies are "best", and the
+    # gap to the reference is a paired test over the seeds (by hand: differences -1, -1, -2 points
+    # -> mean -1.33, sd 0.577, t = -4.0 with 2 df, two-sided p = 0.057: within noise).
+    def row(g, s, keep, bal):
+        return dict(run="r", trial_id=f"{g}{s}", experiment="lstm_best", status="TERMINATED", group=g, seed=s,
+                    minority_keep=keep, loss_fn="ldam" if keep < 1 else "ce", epochs_run=3, asha_stopped=False,
+                    balanced_acc=bal, val_balanced_acc=bal, best_val_balanced_acc=bal, minority_acc=bal,
+                    majority_acc=bal, acc=bal, selection_metric="val_balanced_acc", selection_mode="max",
+                    num_params=10, wall_time_s=1.0, dataset="mnist", budget="local", error=None, error_file=None,
+                    logdir="x")
+    rows = [row("best", s, 0.1, b) for s, b in zip((0, 1, 2), (0.97, 0.98, 0.97))]
+    rows += [row("balanced_reference", s, 1.0, b) for s, b in zip((0, 1, 2), (0.98, 0.99, 0.99))]
+    text = report.write_report(pd.DataFrame(rows), pd.DataFrame(), tmp_path / "r")[0].read_text()
+    assert "**Best configuration: minority_keep=0.1, loss_fn=ldam, group=best**" in text
+    assert "| minority_keep=1, loss_fn=ce, group=balanced_reference (reference: more minority images, not ranked) |" in text
+    assert "Trial `best1`" in text  # the best trial is a candidate's (0.98), not the reference's (0.99)
+    line = next(ln for ln in text.splitlines() if "vs the reference" in ln and "balanced accuracy" in ln)
+    assert "-1.33 pp" in line and "p = 0.057" in line and "within seed noise" in line
