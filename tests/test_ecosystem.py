@@ -120,7 +120,8 @@ def test_an_experiment_file_is_listed_and_runs(ray_session, tmp_path, capsys):
     f = tmp_path / "mine.py"
     f.write_text(PY_EXPERIMENT)
     assert main(["--list", "--experiment-file", str(f)]) == 0
-    assert "my_weighted_py      lstm, minority weight 2-4, from a Python file  [mine.py]" in capsys.readouterr().out
+    listed = {ln.split(None, 1)[0]: ln.split(None, 1)[1] for ln in capsys.readouterr().out.splitlines() if ln.strip()}
+    assert listed["my_weighted_py"] == "lstm, minority weight 2-4, from a Python file  [mine.py]"
     # a budget of at least 20 steps: 2 epochs of batch 256 on the sample's training images
     assert main(["--experiment-file", str(f), "--budget", "steps", "--storage-path", str(tmp_path), "--name", "F"]) == 0
     out = capsys.readouterr().out
