@@ -32,7 +32,8 @@ def run_search(args: list[str], storage: Path, name: str, *, threads: int = 1, m
     cmd = [sys.executable, "-m", "benchmarks.phased_search", EXPERIMENT, "--storage-path", str(storage), "--name",
            name, "--searcher", "random", "--no-asha", *args]
     phases_file = storage / f"{name}.phases.json"
-    env = {**_env(threads), "BENCH_PHASES_FILE": str(phases_file)}
+    times_file = storage / f"{name}.trial-times.jsonl"
+    env = {**_env(threads), "BENCH_PHASES_FILE": str(phases_file), "BENCH_TRIAL_TIMES": str(times_file)}
     t0 = time.perf_counter()
     with open(storage / f"{name}.log", "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -48,20 +49,37 @@ def run_search(args: list[str], storage: Path, name: str, *, threads: int = 1, m
         raise RuntimeError(f"search {name} failed (exit {rc}):\n{tail}")
     trials = sorted((storage / name).glob("trial_*"))
     phases = json.loads(phases_file.read_text()) if phases_file.exists() else {}
-    return {"wall_s": wall, "peak": peak, "run_dir": storage / name, "trials": trials, "phases": phases}
+    spans = sorted(json.loads(line) for line in times_file.read_text().splitlines()) if times_file.exists() else []
+    return {"wall_s": wall, "peak": peak, "run_dir": storage / name, "trials": trials, "phases": phases,
+            "trial_spans": spans}
 
 
-def breakdown(phases: dict, wall: float, in_trials: float) -> dict:
-    """Where a search's wall time went: seconds per phase (the trials' own epochs taken out of fit)."""
+def breakdown(phases: dict, wall: float, in_trials: float, spans: list | None = None) -> dict:
+    """Where a search's wall time went: seconds per phase (the trials' own epochs taken out of fit).
+    With the trial functions' [entry, exit] times (`spans`, one trial at a time), the time in fit
+    outside the epochs splits into: until the first trial function starts (its worker process starts
+    and imports), between one trial function's exit and the next one's entry (Tune's trial cycle),
+    inside the trial functions but outside the epochs (set-up, reports, checkpoints), and after
+    the last exit (Tune stops the trial actors)."""
     p = phases
     if not {"imports: tuner", "ray.init start", "ray.init end", "fit start", "fit end", "search returned"} <= set(p):
         return {}
-    return {"imports": p["imports: tuner"], "plan and data": p["ray.init start"] - p["imports: tuner"],
-            "ray.init": p["ray.init end"] - p["ray.init start"], "tuner set-up": p["fit start"] - p["ray.init end"],
-            "trials' epochs (as reported)": in_trials,
-            "fit outside the epochs (scheduling, trial start, reports, checkpoints, loggers)":
-                p["fit end"] - p["fit start"] - in_trials,
-            "summary": p["search returned"] - p["fit end"], "exit (Ray shutdown)": wall - p["search returned"]}
+    out = {"imports": p["imports: tuner"], "plan and data": p["ray.init start"] - p["imports: tuner"],
+           "ray.init": p["ray.init end"] - p["ray.init start"], "tuner set-up": p["fit start"] - p["ray.init end"],
+           "trials' epochs (as reported)": in_trials}
+    outside = p["fit end"] - p["fit start"] - in_trials
+    if spans:
+        gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+        out.update({
+            "fit: until the first trial starts (worker process start, imports)": spans[0][0] - p["fit start"],
+            f"fit: between trials ({len(gaps)} gaps, Tune's trial cycle)": sum(gaps),
+            "fit: in the trial functions outside the epochs (set-up, reports, checkpoints)":
+                sum(e - s for s, e in spans) - in_trials,
+            "fit: after the last trial (stopping the trial actors)": p["fit end"] - spans[-1][1]})
+    else:
+        out["fit outside the epochs (scheduling, trial start, reports, checkpoints, loggers)"] = outside
+    out.update({"summary": p["search returned"] - p["fit end"], "exit (Ray shutdown)": wall - p["search returned"]})
+    return out
 
 
 def _configs(trials: list[Path]) -> list[dict]:
@@ -105,7 +123,7 @@ def search_overhead(dataset: str, data_dir: str, *, trials: int = 16, epochs: in
         log(f"  loop wall {loop['wall_s']:.1f} s ({loop['trials']} trials, {loop['epochs']} epochs)")
         trial_s = sum(r.get("epoch_time_s", 0) for t in s["trials"] for r in _results(t))
     return {"search_s": s["wall_s"], "loop_s": loop["wall_s"], "loop_train_s": loop["train_s"],
-            "search_breakdown": breakdown(s["phases"], s["wall_s"], trial_s), "loop_in_process_s": loop["in_process_s"],
+            "search_breakdown": breakdown(s["phases"], s["wall_s"], trial_s, s["trial_spans"] if concurrent == 1 else None), "loop_in_process_s": loop["in_process_s"],
             "search_trials": len(configs), "search_epochs": epochs_done, "loop_epochs": loop["epochs"],
             "search_time_in_trials_s": trial_s, "dataset": dataset, "concurrent": concurrent or "default"}
 

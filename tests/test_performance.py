@@ -111,3 +111,27 @@ def test_channels_last_puts_the_cnn_and_its_batches_in_nhwc_and_trains_the_same(
                  data=sample_images)[-1]
     assert nhwc["train_loss"] == pytest.approx(base["train_loss"], rel=1e-3)
     assert abs(nhwc["acc"] - base["acc"]) < 0.01
+
+
+def test_a_trial_worker_does_not_import_torchvision_models():
+    # every trial's worker process imports tuner.trainable; torchvision.models (and the torch._dynamo
+    # it imports, about 1 s) is for the vgg model only, imported when one is built
+    code = ("import sys, tuner.trainable; from tuner.models import build_model; "
+            "build_model('lstm', (1, 28, 28), 10); print('torchvision' in sys.modules, 'torch._dynamo' in sys.modules); "
+            "build_model('vgg', (3, 32, 32), 10, {'vgg_variant': 'tiny', 'pretrained': False}); "
+            "print('torchvision.models' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "True"]
+
+
+def test_the_command_line_stops_the_local_ray_it_started_and_only_that(monkeypatch):
+    import ray
+
+    from tuner import run, search
+
+    calls = []
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    monkeypatch.setattr(search, "main", lambda argv, prog: 0)
+    assert search.run_cli([]) == 0 and calls == []  # Ray joined, not started here (a session, --address)
+    monkeypatch.setattr(run, "_started_here", [True])
+    assert search.run_cli([]) == 0 and calls == ["shutdown"] and run._started_here == []

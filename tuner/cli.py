@@ -28,7 +28,7 @@ def main(argv=None) -> int:
         return export.main(argv[1:], prog=f"{PROG} export")
     from tuner import search
 
-    return search.main(argv, prog=PROG)
+    return search.run_cli(argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
-from torchvision.models.vgg import cfgs as VGG_CFGS
-from torchvision.models.vgg import make_layers
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -212,11 +209,22 @@ class _VGG(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+def _tv():
+    """torchvision.models, imported on first use: it also imports torch._dynamo (about 1 s), which
+    every trial's worker process would otherwise pay for the models that do not need it."""
+    import torchvision.models
+
+    return torchvision.models
+
+
+VGG16_LAYERS = "D"  # torchvision's name of the VGG16 layer configuration (cfgs["D"])
+
+
 def _random_vgg_features(cfg) -> nn.Sequential:
     # Building torchvision's whole vgg16 just for random features would also
     # allocate and initialise its ~120M-parameter classifier (seconds, ~0.5 GB),
     # so build the features alone with torchvision's own conv initialisation.
-    features = make_layers(cfg)
+    features = _tv().vgg.make_layers(cfg)
     for m in features:
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -233,7 +241,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def vgg16_sha256_prefix() -> str:
     """The hex digits in the file name of torchvision's VGG16_Weights.IMAGENET1K_V1 (…/vgg16-397923af.pth):
     the start of the file's sha256, which torchvision checks on download (check_hash)."""
-    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    url = _tv().VGG16_Weights.IMAGENET1K_V1.url
     return re.search(r"-([0-9a-f]+)\.pth$", url).group(1)
 
 
@@ -261,7 +269,7 @@ def load_vgg16_features(path) -> dict[str, torch.Tensor]:
         prefix, digest = vgg16_sha256_prefix(), _sha256(p)
         if not digest.startswith(prefix):
             raise ValueError(f"its sha256 starts {digest[:len(prefix)]}, not {prefix} as torchvision's "
-                             f"VGG16_Weights.IMAGENET1K_V1 ({torchvision.models.VGG16_Weights.IMAGENET1K_V1.url})")
+                             f"VGG16_Weights.IMAGENET1K_V1 ({_tv().VGG16_Weights.IMAGENET1K_V1.url})")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  pickle errors, zip errors, non-tensor objects
@@ -269,7 +277,7 @@ def load_vgg16_features(path) -> dict[str, torch.Tensor]:
         raise ValueError(f"it is not a PyTorch state dict that loads with weights_only=True ({reason})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"it is not a state dict of tensors (found {type(state).__name__})")
-    expected = make_layers(VGG_CFGS["D"]).state_dict()
+    expected = _tv().vgg.make_layers(_tv().vgg.cfgs[VGG16_LAYERS]).state_dict()
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     missing = [f"features.{k}" for k in expected if k not in features]
     if missing:
@@ -320,15 +328,15 @@ def input_stats(options: dict, mean, std) -> tuple[tuple, tuple]:
 
 def _pretrained_vgg16_features(path=None) -> nn.Sequential:
     if path:  # a local file, checked before the search started (tuner.config); checked again here
-        features = make_layers(VGG_CFGS["D"])
+        features = _tv().vgg.make_layers(_tv().vgg.cfgs[VGG16_LAYERS])
         try:
             features.load_state_dict(load_vgg16_features(path))
         except ValueError as e:
             raise RuntimeError(f"could not load vgg_weights={str(path)!r}: {e}") from None
         return features
-    weights = torchvision.models.VGG16_Weights.IMAGENET1K_V1
+    weights = _tv().VGG16_Weights.IMAGENET1K_V1
     try:
-        return torchvision.models.vgg16(weights=weights).features
+        return _tv().vgg16(weights=weights).features
     except Exception as e:  # offline, bad cache, hash mismatch: all end the same way
         reason = (str(e).splitlines() or [""])[0][:200] or type(e).__name__
         raise RuntimeError(
@@ -344,7 +352,7 @@ def vgg(input_shape, num_classes, options):
         if options["pretrained"]:
             features = _pretrained_vgg16_features(options.get("vgg_weights"))
         else:
-            features = _random_vgg_features(VGG_CFGS["D"])
+            features = _random_vgg_features(_tv().vgg.cfgs[VGG16_LAYERS])
     elif variant == "tiny":  # CPU smoke tests; never pretrained
         features = _random_vgg_features([16, "M", 32, "M", 64, "M"])
     else:

@@ -48,6 +48,9 @@ def execute(plan: Plan, images, argv: list[str], prog: str = PROG):
     return 0, results
 
 
+_started_here: list[bool] = []  # whether this process started a local Ray (start_ray)
+
+
 def start_ray(plan: Plan) -> float:
     """Join the cluster at --address (checked: check_cluster) or start a local Ray; the CPUs it has."""
     import ray
@@ -57,7 +60,19 @@ def start_ray(plan: Plan) -> float:
         check_cluster(plan, ray.nodes())
     elif not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
+        _started_here.append(True)
     return ray.cluster_resources().get("CPU", 1)
+
+
+def stop_local_ray() -> None:
+    """Stop the local Ray this process started, at the command line's end. Ray's own exit hook
+    would do it too, but first sleeps 0.5 s for log messages the search does not print, and then
+    waits for its processes while the interpreter tears torch down (docs/performance.md)."""
+    if _started_here:
+        import ray
+
+        ray.shutdown()
+        _started_here.clear()
 
 
 def check_cluster(plan: Plan, nodes: list[dict]) -> None:

@@ -63,6 +63,16 @@ def main(argv=None, prog: str = PROG) -> int:
         _fail(str(e))
 
 
+def run_cli(argv=None, prog: str = PROG) -> int:
+    """The command line: `main`, then the local Ray it started is stopped before the interpreter exits."""
+    from tuner.run import stop_local_ray
+
+    try:
+        return main(argv, prog)
+    finally:
+        stop_local_ray()
+
+
 if __name__ == "__main__":
     one_line_warnings()
-    sys.exit(main())
+    sys.exit(run_cli())
