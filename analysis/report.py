@@ -242,13 +242,19 @@ class Report:
             return pd.Series(False, index=trials.index)
         return trials["minority_keep"] > trials["minority_keep"].min()
 
-    def best_configuration(self):
-        d = self.doc
+    def candidate_scores(self) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        """(candidates' config scores, references' config scores, the columns that tell configs
+        apart): the finished trials with the selection metric, references set aside."""
         scored = self.done.dropna(subset=[self.metric])
         is_ref = self.reference_mask(scored)
         cols = compare.varying(scored)
         scores, _ = self.config_scores(scored[~is_ref], cols)
         refs = self.config_scores(scored[is_ref], cols)[0] if is_ref.any() else scores.iloc[:0]
+        return scores, refs, cols
+
+    def best_configuration(self):
+        d = self.doc
+        scores, refs, cols = self.candidate_scores()
         d.h(2, f"Best configuration (mean over seeds){self.suffix}")
         rows = []
         for label, table in (("", scores.head(self.top)), (" (reference: more minority images, not ranked)", refs)):
@@ -453,8 +459,8 @@ class Report:
                         "Test confusion matrix of the best trial: colour = share of each true class (row), "
                         "numbers = images.")
         chosen = list(dict.fromkeys(t["trial_id"].astype(str).head(3)))
-        scored = self.done.dropna(subset=[self.metric])
-        base = self.baseline_config(*self.config_scores(scored[~self.reference_mask(scored)], compare.varying(scored)))
+        scores, _, cols = self.candidate_scores()
+        base = self.baseline_config(scores, cols)
         if base is not None:
             b = self.done.loc[base["index"]]
             same_seed = b[b["seed"] == best.get("seed")] if "seed" in b else b

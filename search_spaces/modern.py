@@ -2,7 +2,7 @@
 remedy families for balanced accuracy, and the tuned best LSTM config."""
 from dataclasses import dataclass
 
-from search_spaces.registry import PAPER, SMOKE, Budget, Choice, Experiment, Range, register
+from search_spaces.registry import NOISE_VARIANCES, PAPER, SMOKE, Budget, Choice, Experiment, Range, register
 from tuner.remedies import search_range
 
 
@@ -38,7 +38,6 @@ register(Experiment(
 
 # The screen that picked lstm_best's family (docs/remedies.md): one seed of each remedy family,
 # 15 epochs on a cosine schedule, beside the balanced-data reference; ranked on val_balanced_acc.
-NOISE_VARIANCES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 ROTATE_ALL = {"rotation_deg": 10.0, "augment_scope": "all"}
 register(Experiment(
     "lstm_balanced_screen",

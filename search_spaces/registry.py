@@ -61,6 +61,9 @@ class Budget:
     grace_steps: int | None = None
 
 
+# The original study's noisy copies: one copy per variance, so 10% of a class x 10 = balance.
+NOISE_VARIANCES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
 # Shared budgets. `local` must finish within ~15 minutes on a 2-core CPU on full MNIST.
 SMOKE = Budget(num_samples=4, max_epochs=2, fixed={"dataset": "mnist-sample"}, grace_period=1, reduction_factor=2)
 LOCAL = Budget(num_samples=8, max_epochs=4, grace_period=1, reduction_factor=2)

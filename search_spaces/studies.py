@@ -12,10 +12,9 @@ Budgets: `smoke` (seconds to minutes on a CPU, the shipped mnist-sample or a tin
 epochs learn something) and `paper` (the original epochs, batch size and learning rate, 5 seeds:
 for GPUs). Every trial selects its epoch on validation (`val_balanced_acc`) and reports test.
 """
-from search_spaces.registry import Budget, Claim, Experiment, register
+from search_spaces.registry import NOISE_VARIANCES, Budget, Claim, Experiment, register  # noqa: F401
 
 SEEDS5 = (0, 1, 2, 3, 4)
-NOISE_VARIANCES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # one noisy copy each: 10% x 10 = balance
 # IRM as the original study ran it: the IRMv1 penalty estimated within each training batch over
 # pairs of distinct samples (irm_env="batch", the default), weight 1. The environments "minority
 # classes vs majority classes" (irm_env="groups") are an extra, named arm: they make the penalty a

@@ -217,7 +217,9 @@ def _tv():
     return torchvision.models
 
 
-VGG16_LAYERS = "D"  # torchvision's name of the VGG16 layer configuration (cfgs["D"])
+def _vgg16_layers() -> nn.Sequential:
+    """torchvision's VGG16 feature layers (its layer configuration "D"), freshly initialised."""
+    return _tv().vgg.make_layers(_tv().vgg.cfgs["D"])
 
 
 def _random_vgg_features(cfg) -> nn.Sequential:
@@ -277,7 +279,7 @@ def load_vgg16_features(path) -> dict[str, torch.Tensor]:
         raise ValueError(f"it is not a PyTorch state dict that loads with weights_only=True ({reason})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"it is not a state dict of tensors (found {type(state).__name__})")
-    expected = _tv().vgg.make_layers(_tv().vgg.cfgs[VGG16_LAYERS]).state_dict()
+    expected = _vgg16_layers().state_dict()
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     missing = [f"features.{k}" for k in expected if k not in features]
     if missing:
@@ -328,7 +330,7 @@ def input_stats(options: dict, mean, std) -> tuple[tuple, tuple]:
 
 def _pretrained_vgg16_features(path=None) -> nn.Sequential:
     if path:  # a local file, checked before the search started (tuner.config); checked again here
-        features = _tv().vgg.make_layers(_tv().vgg.cfgs[VGG16_LAYERS])
+        features = _vgg16_layers()
         try:
             features.load_state_dict(load_vgg16_features(path))
         except ValueError as e:
@@ -352,7 +354,7 @@ def vgg(input_shape, num_classes, options):
         if options["pretrained"]:
             features = _pretrained_vgg16_features(options.get("vgg_weights"))
         else:
-            features = _random_vgg_features(_tv().vgg.cfgs[VGG16_LAYERS])
+            features = _random_vgg_features(_tv().vgg.cfgs["D"])
     elif variant == "tiny":  # CPU smoke tests; never pretrained
         features = _random_vgg_features([16, "M", 32, "M", 64, "M"])
     else:
