@@ -137,3 +137,59 @@ def test_data_seed_from_the_command_line():
 
     assert parse_sets(["data_seed=seed", "seed=2"]) == {"data_seed": "seed", "seed": 2}
     assert parse_sets(["data_seed=5"]) == {"data_seed": 5}  # an integer, as before
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    # the IDX layout written by hand: zero, zero, 0x08 (unsigned bytes), the number of dimensions,
+    # each dimension as a big-endian int32, then the bytes
+    import struct
+
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_is_read_from_its_idx_files_without_torchvision(tmp_path):
+    import subprocess
+    import sys
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (12, 28, 28)), "train-labels-idx1-ubyte": np.arange(12) % 10,
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28)), "t10k-labels-idx1-ubyte": np.array([3, 1, 4, 1, 5])}
+    for name, array in arrays.items():
+        _write_idx(raw / name, array)
+    images = load_dataset("mnist", tmp_path, download=False)
+    assert images.train_x.shape == (12, 1, 28, 28) and images.train_x.dtype == np.uint8
+    assert np.array_equal(images.train_x[:, 0], arrays["train-images-idx3-ubyte"])
+    assert images.train_y.tolist() == (np.arange(12) % 10).tolist() and images.train_y.dtype == np.int64
+    assert np.array_equal(images.test_x[:, 0], arrays["t10k-images-idx3-ubyte"]) and images.test_y.tolist() == [3, 1, 4, 1, 5]
+    assert images.train_x.flags.writeable
+    # torchvision (and the torch._dynamo its import pulls in, about 1 s) only downloads
+    code = f"import sys; from tuner.data import load_dataset; load_dataset('mnist', {str(tmp_path)!r}, download=False); " \
+           "print('torchvision' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]
+
+
+def test_a_truncated_or_foreign_mnist_file_is_named(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, shape in (("train-images-idx3-ubyte", (4, 28, 28)), ("train-labels-idx1-ubyte", (4,)),
+                        ("t10k-images-idx3-ubyte", (2, 28, 28)), ("t10k-labels-idx1-ubyte", (2,))):
+        _write_idx(raw / name, np.zeros(shape))
+    images_file = raw / "train-images-idx3-ubyte"
+    images_file.write_bytes(images_file.read_bytes()[:-100])
+    with pytest.raises(ConfigError, match=r"train-images-idx3-ubyte: 3036 values for the shape \(4, 28, 28\)"):
+        load_dataset("mnist", tmp_path, download=False)
+    images_file.write_bytes(b"\x1f\x8b\x08\x00" + bytes(100))  # a gzip file under the uncompressed name
+    with pytest.raises(ConfigError, match="train-images-idx3-ubyte is not an IDX file of unsigned bytes"):
+        load_dataset("mnist", tmp_path, download=False)
+
+
+def test_full_mnist_read_directly_equals_torchvisions_reading(shared_data):
+    from torchvision.datasets import MNIST
+
+    images = load_dataset("mnist", shared_data, download=False)
+    for train, x, y in ((True, images.train_x, images.train_y), (False, images.test_x, images.test_y)):
+        tv = MNIST(root=str(shared_data), train=train, download=False)
+        assert np.array_equal(tv.data.numpy(), x[:, 0]) and np.array_equal(tv.targets.numpy(), y)
