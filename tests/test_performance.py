@@ -125,13 +125,80 @@ def test_a_trial_worker_does_not_import_torchvision_models():
 
 
 def test_the_command_line_stops_the_local_ray_it_started_and_only_that(monkeypatch):
-    import ray
-
-    from tuner import run, search
+    from tuner import ray_compat, run, search
 
     calls = []
-    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    monkeypatch.setattr(ray_compat, "shutdown_local_ray", lambda: calls.append("shutdown"))
     monkeypatch.setattr(search, "main", lambda argv, prog: 0)
     assert search.run_cli([]) == 0 and calls == []  # Ray joined, not started here (a session, --address)
     monkeypatch.setattr(run, "_started_here", [True])
     assert search.run_cli([]) == 0 and calls == ["shutdown"] and run._started_here == []
+
+
+# --- the local Ray a search starts ---------------------------------------------------------------------
+
+def _processes_with_env(key: str, value: str) -> list[int]:
+    """The processes whose environment holds key=value (Ray's processes inherit the driver's)."""
+    needle = f"{key}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if needle in open(f"/proc/{entry}/environ", "rb").read().split(b"\0"):
+                    found.append(int(entry))
+            except OSError:  # gone, or not ours
+                pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_no_process(tmp_path):
+    import tempfile
+    import time
+
+    from tests import worker_probe
+
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    probe = tmp_path / "probe.jsonl"
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **worker_probe.HOOK, worker_probe.PROBE_FILE: str(probe), "PYTHONPATH": pythonpath,
+           "RAY_TMPDIR": ray_tmp, "RAY_ADDRESS": "local"}
+    env.pop("PL_DISABLE_FORK", None)
+    argv = ["lstm_weighted", "--budget", "smoke", "--dataset", "mnist-sample", "--num-samples", "2", "--max-epochs", "1",
+            "--max-concurrent", "1", "--storage-path", str(tmp_path / "runs"), "--name", "probe"]
+    out = subprocess.run([sys.executable, "-m", "tuner.search", *argv], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = [json.loads(line) for line in probe.read_text().splitlines()]
+    assert len(seen) == 2 and len({s["pid"] for s in seen}) == 1  # one worker, reused for both trials
+    # the worker imported torch, its compiler stack (the first optimizer needs it) and the package as
+    # it started, before it had a trial; the trial actor has no runtime_env of its own (Tune's
+    # environment variables came from the driver), so Ray ran it in a worker it had started ahead
+    assert all(s["preloaded"] and s["dynamo"] for s in seen)
+    assert json.loads(seen[0]["runtime_env"] or "{}").get("env_vars", {}) == {}
+    assert seen[0]["PL_DISABLE_FORK"] == "1"
+    # the command line stopped every process of its Ray (the autoscaler monitor killed, not awaited)
+    deadline = time.monotonic() + 30
+    while _processes_with_env("RAY_TMPDIR", ray_tmp) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_with_env("RAY_TMPDIR", ray_tmp) == []
+
+
+def test_on_a_cluster_trial_actors_keep_the_environment_ray_tune_gives_them(monkeypatch):
+    from ray.tune.execution import class_cache
+
+    from tuner import ray_compat
+
+    monkeypatch.setenv("PL_DISABLE_FORK", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-driver")
+    try:
+        ray_compat.trial_actors_inherit_env(local=True)  # a local Ray: its workers inherit the driver's environment
+        assert class_cache.DEFAULT_ENV_VARS == {} and not class_cache.ENV_VARS_TO_PROPAGATE
+        ray_compat.trial_actors_inherit_env(local=False)  # a cluster: Tune sends them to the other machines
+        assert class_cache.DEFAULT_ENV_VARS == ray_compat.TUNE_TRIAL_ENV
+        assert "AWS_ACCESS_KEY_ID" in class_cache.ENV_VARS_TO_PROPAGATE
+        monkeypatch.setenv("PL_DISABLE_FORK", "0")  # the driver's value differs from Tune's: Tune's is kept
+        ray_compat.trial_actors_inherit_env(local=True)
+        assert class_cache.DEFAULT_ENV_VARS == ray_compat.TUNE_TRIAL_ENV
+    finally:
+        ray_compat.trial_actors_inherit_env(local=False)

@@ -14,6 +14,57 @@ def quiet_tune_output() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
+# what Ray Tune puts in every trial actor's runtime_env (ray/tune/execution/class_cache.py
+# DEFAULT_ENV_VARS, Ray 2.60.0); a local Ray started by the search inherits it from the driver instead
+TUNE_TRIAL_ENV = {"PL_DISABLE_FORK": "1"}
+_tune_env_defaults: dict = {}
+
+
+def local_ray_options(preload: list[str]) -> dict:
+    """`ray.init` options of the local Ray a search starts on this machine. Its worker processes
+    import the modules `preload` (the trial function's: torch and the package) as they start, through
+    the raylet setting `preload_python_modules` (not a documented API: the raylet passes it to
+    ray/_private/workers/default_worker.py as `--worker-preload-modules`, Ray 2.60.0). Ray starts
+    one worker per CPU with the raylet, so the first trial (`trial_actors_inherit_env`) finds one
+    that has already imported torch. Sets the trial actors' environment in this process first:
+    Ray's processes inherit it."""
+    for key, value in TUNE_TRIAL_ENV.items():
+        os.environ.setdefault(key, value)
+    return {"include_dashboard": False, "log_to_driver": False, "_system_config": {"preload_python_modules": preload}}
+
+
+def trial_actors_inherit_env(local: bool) -> None:
+    """With `local` (a Ray this process started: its workers inherit this process's environment),
+    Ray Tune's trial actors get no runtime_env, so they run in the workers Ray started ahead (and
+    `local_ray_options` preloaded). Tune gives every trial actor a runtime_env of environment
+    variables (its DEFAULT_ENV_VARS, and AWS credentials and Ray Train settings from the
+    driver's environment, to reach the workers of other machines), and Ray starts a new worker
+    process for any actor with a runtime_env: a process start and a torch import before the first
+    trial, 1-2 s. On a cluster (`local` False) Tune's own behaviour is kept. Overrides the module
+    globals DEFAULT_ENV_VARS and ENV_VARS_TO_PROPAGATE of ray/tune/execution/class_cache.py (Ray
+    2.60.0), read by `_ActorClassCache.get` each time a trainable is registered."""
+    from ray.tune.execution import class_cache
+
+    if not _tune_env_defaults:
+        _tune_env_defaults.update(DEFAULT_ENV_VARS=class_cache.DEFAULT_ENV_VARS,
+                                  ENV_VARS_TO_PROPAGATE=class_cache.ENV_VARS_TO_PROPAGATE)
+    inherited = local and all(os.environ.get(k) == v for k, v in _tune_env_defaults["DEFAULT_ENV_VARS"].items())
+    class_cache.DEFAULT_ENV_VARS = {} if inherited else _tune_env_defaults["DEFAULT_ENV_VARS"]
+    class_cache.ENV_VARS_TO_PROPAGATE = set() if inherited else _tune_env_defaults["ENV_VARS_TO_PROPAGATE"]
+
+
+def shutdown_local_ray() -> None:
+    """`ray.shutdown()` of the local Ray this process started, less the second it waits for the
+    autoscaler monitor, which ignores SIGTERM (a local Ray has nothing to autoscale; Ray waits 1 s
+    per process before its SIGKILL: ray/_private/node.py `_kill_process_impl`, Ray 2.60.0)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None and node.is_head() and hasattr(node, "kill_monitor"):
+        node.kill_monitor(check_alive=False)
+    ray.shutdown()
+
+
 def has_experiment_state(run_dir: str) -> bool:
     """A local run folder holds a snapshot of Tune's experiment state: Tune's own file name
     (`experiment_state-<timestamp>.json`, ray/tune/execution/tune_controller.py, Ray 2.60.0)."""

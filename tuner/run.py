@@ -59,9 +59,15 @@ def start_ray(plan: Plan) -> float:
         ray.init(address=plan.address, log_to_driver=True)
         check_cluster(plan, ray.nodes())
     elif not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
-        _started_here.append(True)
+        _start_local_ray()
     return ray.cluster_resources().get("CPU", 1)
+
+
+def _start_local_ray() -> None:
+    import ray
+
+    ray.init(**ray_compat.local_ray_options(preload=trial_modules()))
+    _started_here.append(True)
 
 
 def stop_local_ray() -> None:
@@ -69,9 +75,7 @@ def stop_local_ray() -> None:
     would do it too, but first sleeps 0.5 s for log messages the search does not print, and then
     waits for its processes while the interpreter tears torch down (docs/performance.md)."""
     if _started_here:
-        import ray
-
-        ray.shutdown()
+        ray_compat.shutdown_local_ray()
         _started_here.clear()
 
 
@@ -90,6 +94,12 @@ def check_cluster(plan: Plan, nodes: list[dict]) -> None:
 
 
 # --- the Tuner ----------------------------------------------------------------------------------------
+
+def trial_modules() -> list[str]:
+    """What Ray's workers import as they start: `tuner.preload` and the module of the test hook's trial function."""
+    spec = os.environ.get(TRAINABLE_ENV)
+    return ["tuner.preload"] + ([spec.partition(":")[0]] if spec else [])
+
 
 def trial_function():
     """The function every trial runs: tune_trainable, or the test hook's (TRAINABLE_ENV)."""
@@ -110,6 +120,7 @@ def make_tuner(plan: Plan, images, cluster_cpus: float):
     from tuner import remedies, tasks
 
     resources = {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial}
+    ray_compat.trial_actors_inherit_env(local=bool(_started_here))
     # remedies and tasks registered outside the package (an experiment file, a notebook) travel with the trainable
     plugins = {"remedies": remedies.extra(), "tasks": tasks.extra()}
     trainable = tune.with_resources(tune.with_parameters(trial_function(), data=images, plugins=plugins), resources)

@@ -1,0 +1,26 @@
+"""TEST ONLY: the production trainable, after it records what the trial's worker process held when
+the trial began (for tests/test_performance.py). The search runs it through its test hook,
+`TUNER_TRAINABLE=tests.worker_probe:probe_trainable`; each trial appends one JSON line to the
+file $TUNER_PROBE_FILE (environment variables: the test runs the real CLI in a subprocess, and a
+local Ray's workers inherit the driver's environment)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+PROBE_FILE = "TUNER_PROBE_FILE"
+HOOK = {"TUNER_TRAINABLE": f"{__name__}:probe_trainable"}
+
+
+def probe_trainable(config: dict, data=None, plugins=None) -> None:
+    import ray
+
+    seen = {"pid": os.getpid(), "preloaded": "tuner.preload" in sys.modules, "dynamo": "torch._dynamo" in sys.modules,
+            "runtime_env": ray.get_runtime_context().get_runtime_env_string(),
+            "PL_DISABLE_FORK": os.environ.get("PL_DISABLE_FORK")}
+    with open(os.environ[PROBE_FILE], "a") as f:
+        f.write(json.dumps(seen) + "\n")
+    from tuner.trainable import tune_trainable
+
+    tune_trainable(config, data, plugins)
