@@ -24,11 +24,16 @@ def main(argv=None) -> int:
     first = configs[0]
     images = load_dataset(first.get("dataset", "mnist"), first.get("data_dir"), download=False)
     t_train = time.perf_counter()
-    epochs = 0
+    epochs, per_trial, spans = 0, [], []
     for cfg in configs:
-        epochs += len(train(cfg, data=images))
+        t = time.perf_counter()
+        history = train(cfg, data=images)
+        spans.append(time.perf_counter() - t)
+        epochs += len(history)
+        per_trial.append(sum(r["epoch_time_s"] for r in history))
     end = time.perf_counter()
-    print(json.dumps({"trials": len(configs), "epochs": epochs, "train_s": end - t_train, "in_process_s": end - t0}))
+    print(json.dumps({"trials": len(configs), "epochs": epochs, "train_s": end - t_train, "in_process_s": end - t0,
+                      "epochs_s": sum(per_trial), "trial_epochs_s": per_trial, "trial_s": spans}))
     return 0
 
 
