@@ -25,8 +25,8 @@ def local_ray_options(preload: list[str]) -> dict:
     import the modules `preload` (the trial function's: torch and the package) as they start, through
     the raylet setting `preload_python_modules` (not a documented API: the raylet passes it to
     ray/_private/workers/default_worker.py as `--worker-preload-modules`, Ray 2.60.0). Ray starts
-    one worker per CPU with the raylet, so the first trial (`trial_actors_inherit_env`) finds one
-    that has already imported torch. Sets the trial actors' environment in this process first:
+    one worker per CPU while `ray.init` runs, so the first trial (`trial_actors_inherit_env`) takes
+    one that has imported torch, or is importing it, instead of a new process. Sets the trial actors' environment in this process first:
     Ray's processes inherit it."""
     for key, value in TUNE_TRIAL_ENV.items():
         os.environ.setdefault(key, value)
