@@ -184,7 +184,8 @@ def section_search(data_dir, mode, args, rows: Rows, report: dict, log) -> None:
                  loop_train_s=r["loop_train_s"], breakdown=r["search_breakdown"])
         log(f"  where the search's {r['search_s']:.1f} s went: " +
             ", ".join(f"{k} {v:.1f} s" for k, v in r["search_breakdown"].items()))
-        log(f"  the loop's {r['loop_s']:.1f} s: {r['loop_train_s']:.1f} s in train() calls, "
+        log(f"  the loop's {r['loop_s']:.1f} s: {r['loop_train_s']:.1f} s in train() calls (their epochs "
+            f"{r['loop_epochs_s']:.1f} s; the first call {r['loop_first_trial_s']:.1f} s), "
             f"{r['loop_s'] - r['loop_train_s']:.1f} s start-up, imports and data")
     if mode.get("search_concurrent_row"):
         c = sb.search_overhead("mnist", str(data_dir), concurrent=None, threads=args.threads, log=log)

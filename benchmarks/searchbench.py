@@ -124,7 +124,8 @@ def search_overhead(dataset: str, data_dir: str, *, trials: int = 16, epochs: in
         trial_s = sum(r.get("epoch_time_s", 0) for t in s["trials"] for r in _results(t))
     return {"search_s": s["wall_s"], "loop_s": loop["wall_s"], "loop_train_s": loop["train_s"],
             "search_breakdown": breakdown(s["phases"], s["wall_s"], trial_s, s["trial_spans"] if concurrent == 1 else None),
-            "loop_in_process_s": loop["in_process_s"], "loop_epochs_s": loop.get("epochs_s"),
+            "loop_in_process_s": loop["in_process_s"], "loop_epochs_s": loop["epochs_s"],
+            "loop_first_trial_s": loop["first_trial_s"],
             "search_trials": len(configs), "search_epochs": epochs_done, "loop_epochs": loop["epochs"],
             "search_time_in_trials_s": trial_s, "dataset": dataset, "concurrent": concurrent or "default"}
 

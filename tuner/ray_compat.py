@@ -22,12 +22,12 @@ _tune_env_defaults: dict = {}
 
 def local_ray_options(preload: list[str]) -> dict:
     """`ray.init` options of the local Ray a search starts on this machine. Its worker processes
-    import the modules `preload` (the trial function's: torch and the package) as they start, through
-    the raylet setting `preload_python_modules` (not a documented API: the raylet passes it to
-    ray/_private/workers/default_worker.py as `--worker-preload-modules`, Ray 2.60.0). Ray starts
+    import the modules `preload` (the trial function's: torch and the package) as they start,
+    through the raylet setting `preload_python_modules` (not a documented API: the raylet passes it
+    to ray/_private/workers/default_worker.py as `--worker-preload-modules`, Ray 2.60.0). Ray starts
     one worker per CPU while `ray.init` runs, so the first trial (`trial_actors_inherit_env`) takes
-    one that has imported torch, or is importing it, instead of a new process. Sets the trial actors' environment in this process first:
-    Ray's processes inherit it."""
+    one that has imported torch, or is importing it, instead of a new process. Sets the trial
+    actors' environment in this process first: Ray's processes inherit it."""
     for key, value in TUNE_TRIAL_ENV.items():
         os.environ.setdefault(key, value)
     return {"include_dashboard": False, "log_to_driver": False, "_system_config": {"preload_python_modules": preload}}

@@ -95,23 +95,31 @@ def check_cluster(plan: Plan, nodes: list[dict]) -> None:
 
 # --- the Tuner ----------------------------------------------------------------------------------------
 
+def _trial_hook() -> tuple[str, str] | None:
+    """(module, function) of the test hook's trial function (TRAINABLE_ENV), None when unset."""
+    spec = os.environ.get(TRAINABLE_ENV)
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ConfigError(f"{TRAINABLE_ENV}={spec!r}: expected MODULE:FUNCTION (a test hook; unset it)")
+    return module, name
+
+
 def trial_modules() -> list[str]:
     """What Ray's workers import as they start: `tuner.preload` and the module of the test hook's trial function."""
-    spec = os.environ.get(TRAINABLE_ENV)
-    return ["tuner.preload"] + ([spec.partition(":")[0]] if spec else [])
+    hook = _trial_hook()
+    return ["tuner.preload"] + ([hook[0]] if hook else [])
 
 
 def trial_function():
     """The function every trial runs: tune_trainable, or the test hook's (TRAINABLE_ENV)."""
-    spec = os.environ.get(TRAINABLE_ENV)
-    if not spec:
+    hook = _trial_hook()
+    if hook is None:
         from tuner.trainable import tune_trainable
 
         return tune_trainable
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ConfigError(f"{TRAINABLE_ENV}={spec!r}: expected MODULE:FUNCTION (a test hook; unset it)")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(hook[0]), hook[1])
 
 
 def make_tuner(plan: Plan, images, cluster_cpus: float):
