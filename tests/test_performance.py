@@ -157,6 +157,7 @@ def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_
     import time
 
     from tests import worker_probe
+    from tuner import ray_compat
 
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
     probe = tmp_path / "probe.jsonl"
@@ -164,6 +165,7 @@ def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_
     env = {**os.environ, **worker_probe.HOOK, worker_probe.PROBE_FILE: str(probe), "PYTHONPATH": pythonpath,
            "RAY_TMPDIR": ray_tmp, "RAY_ADDRESS": "local"}
     env.pop("PL_DISABLE_FORK", None)
+    env.pop("MALLOC_ARENA_MAX", None)
     argv = ["lstm_weighted", "--budget", "smoke", "--dataset", "mnist-sample", "--num-samples", "2", "--max-epochs", "1",
             "--max-concurrent", "1", "--storage-path", str(tmp_path / "runs"), "--name", "probe"]
     out = subprocess.run([sys.executable, "-m", "tuner.search", *argv], cwd=REPO, env=env, capture_output=True,
@@ -177,6 +179,10 @@ def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_
     assert all(s["preloaded"] and s["dynamo"] for s in seen)
     assert json.loads(seen[0]["runtime_env"] or "{}").get("env_vars", {}) == {}
     assert seen[0]["PL_DISABLE_FORK"] == "1"
+    # glibc malloc with one arena in the workers (a trial's new thread reuses the warm heap), and the
+    # raylet's 100-ms connect retry, reached this Ray
+    assert seen[0]["MALLOC_ARENA_MAX at start"] == "1"
+    assert {k: seen[0]["system_config"].get(k) for k in ray_compat.CONNECT_RETRY} == ray_compat.CONNECT_RETRY
     # the command line stopped every process of its Ray (the autoscaler monitor killed, not awaited)
     deadline = time.monotonic() + 30
     while _processes_with_env("RAY_TMPDIR", ray_tmp) and time.monotonic() < deadline:
@@ -202,3 +208,61 @@ def test_on_a_cluster_trial_actors_keep_the_environment_ray_tune_gives_them(monk
         assert class_cache.DEFAULT_ENV_VARS == ray_compat.TUNE_TRIAL_ENV
     finally:
         ray_compat.trial_actors_inherit_env(local=False)
+
+
+def test_the_checks_before_ray_find_a_local_run_as_ray_tune_does_without_importing_it(tmp_path):
+    # in a subprocess: this one has imported Ray Tune already. `import ray.tune` takes ~0.9 s, and
+    # every check runs before Ray starts, so a check that imported it delayed every search
+    code = """
+import sys
+from pathlib import Path
+from tuner import ray_compat
+from tuner.plan import parse_args
+from tuner.planning import prepare
+root = Path(sys.argv[1])
+argv = ["lstm_weighted", "--budget", "smoke", "--dataset", "mnist-sample", "--storage-path", str(root), "--name", "r"]
+prepare(parse_args(argv, "x"), argv, "x")
+print("ray.tune imported by the checks:", "ray.tune" in sys.modules)
+(root / "absent").mkdir()
+(root / "with_tuner").mkdir()
+(root / "with_tuner" / "tuner.pkl").write_bytes(b"x")
+ours = [ray_compat.can_restore(str(root / d), remote=False) for d in ("absent", "with_tuner", "nowhere")]
+from ray.tune import Tuner
+print(ours, [Tuner.can_restore(str(root / d)) for d in ("absent", "with_tuner", "nowhere")])
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()  # after the plan that prepare() prints
+    assert lines[-2] == "ray.tune imported by the checks: False"
+    assert lines[-1] == "[False, True, False] [False, True, False]"  # the same answers as Ray Tune's own test
+
+
+def test_the_command_line_exits_without_teardown_but_keeps_what_the_teardown_did(tmp_path):
+    # exit_without_teardown ends the process with os._exit: the exit code must still be the
+    # command's, and the atexit functions, the threads that are not daemons and buffered output must
+    # still run and reach their end, as in a normal exit
+    code = """
+import atexit, sys, threading, time
+from pathlib import Path
+from tuner.search import exit_without_teardown
+out = Path(sys.argv[1])
+def command(kind):
+    atexit.register(lambda: (out / "atexit").write_text("ran"))
+    threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread").write_text("done"))).start()
+    sys.stdout.write("no newline, still buffered")
+    if kind == "code":
+        return 3
+    if kind == "exit":
+        sys.exit(2)
+    sys.exit("a message")
+exit_without_teardown(command, sys.argv[2])
+print("not reached")
+"""
+    for kind, code_expected, err_expected in (("code", 3, ""), ("exit", 2, ""), ("message", 1, "a message\n")):
+        d = tmp_path / kind
+        d.mkdir()
+        out = subprocess.run([sys.executable, "-c", code, str(d), kind], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert (out.returncode, out.stdout, out.stderr) == (code_expected, "no newline, still buffered", err_expected)
+        assert (d / "atexit").read_text() == "ran" and (d / "thread").read_text() == "done"

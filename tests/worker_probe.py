@@ -18,9 +18,18 @@ def probe_trainable(config: dict, data=None, plugins=None) -> None:
 
     seen = {"pid": os.getpid(), "preloaded": "tuner.preload" in sys.modules, "dynamo": "torch._dynamo" in sys.modules,
             "runtime_env": ray.get_runtime_context().get_runtime_env_string(),
-            "PL_DISABLE_FORK": os.environ.get("PL_DISABLE_FORK")}
+            "PL_DISABLE_FORK": os.environ.get("PL_DISABLE_FORK"),
+            # the environment the process started with, which glibc's malloc read
+            "MALLOC_ARENA_MAX at start": _start_env().get("MALLOC_ARENA_MAX"),
+            # the settings of this Ray (its GCS's copy, which its raylet and workers read)
+            "system_config": ray._private.state.state.get_system_config()}
     with open(os.environ[PROBE_FILE], "a") as f:
         f.write(json.dumps(seen) + "\n")
     from tuner.trainable import tune_trainable
 
     tune_trainable(config, data, plugins)
+
+
+def _start_env() -> dict:
+    with open("/proc/self/environ") as f:
+        return dict(kv.split("=", 1) for kv in f.read().split("\0") if "=" in kv)

@@ -28,7 +28,8 @@ def main(argv=None) -> int:
         return export.main(argv[1:], prog=f"{PROG} export")
     from tuner import search
 
-    return search.run_cli(argv, prog=PROG)
+    # the search ends the process itself, as `python -m tuner.search` does (its exit skips the teardown)
+    search.exit_without_teardown(search.run_cli, argv, PROG)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,15 @@ def quiet_tune_output() -> None:
 # what Ray Tune puts in every trial actor's runtime_env (ray/tune/execution/class_cache.py
 # DEFAULT_ENV_VARS, Ray 2.60.0); a local Ray started by the search inherits it from the driver instead
 TUNE_TRIAL_ENV = {"PL_DISABLE_FORK": "1"}
+# and, for the local Ray's processes only: glibc malloc with one arena. Tune runs every trial in a
+# new thread of the (reused) worker, which glibc gives an arena of its own: each trial's first
+# epoch faulted in ~50 MB of fresh pages again (13,000 minor faults, ~0.1 s on the sample's
+# 0.2-s epochs; docs/performance.md). A value the user set is kept.
+LOCAL_RAY_ENV = {**TUNE_TRIAL_ENV, "MALLOC_ARENA_MAX": "1"}
+# The raylet connects to its object store while the store's thread may still be creating its
+# socket, and then retries after raylet_client_connect_timeout_milliseconds (1000): ray.init took
+# 1 s longer in about one start in three. Retry every 100 ms instead, with the same 10 s of patience.
+CONNECT_RETRY = {"raylet_client_connect_timeout_milliseconds": 100, "raylet_client_num_connect_attempts": 100}
 _tune_env_defaults: dict = {}
 
 
@@ -27,10 +36,12 @@ def local_ray_options(preload: list[str]) -> dict:
     to ray/_private/workers/default_worker.py as `--worker-preload-modules`, Ray 2.60.0). Ray starts
     one worker per CPU while `ray.init` runs, so the first trial (`trial_actors_inherit_env`) takes
     one that has imported torch, or is importing it, instead of a new process. Sets the trial
-    actors' environment in this process first: Ray's processes inherit it."""
-    for key, value in TUNE_TRIAL_ENV.items():
+    actors' environment in this process first (LOCAL_RAY_ENV): Ray's processes inherit it. The
+    raylet settings (`_system_config`) are `preload_python_modules` and CONNECT_RETRY."""
+    for key, value in LOCAL_RAY_ENV.items():
         os.environ.setdefault(key, value)
-    return {"include_dashboard": False, "log_to_driver": False, "_system_config": {"preload_python_modules": preload}}
+    return {"include_dashboard": False, "log_to_driver": False,
+            "_system_config": {"preload_python_modules": preload, **CONNECT_RETRY}}
 
 
 def trial_actors_inherit_env(local: bool) -> None:
@@ -63,6 +74,22 @@ def shutdown_local_ray() -> None:
     if node is not None and node.is_head() and hasattr(node, "kill_monitor"):
         node.kill_monitor(check_alive=False)
     ray.shutdown()
+
+
+# the file `Tuner.can_restore` looks for (ray/tune/impl/tuner_internal.py `_TUNER_PKL`, Ray 2.60.0)
+TUNER_PKL = "tuner.pkl"
+
+
+def can_restore(run_dir: str, remote: bool) -> bool:
+    """Ray Tune's `Tuner.can_restore`: the run folder holds the tuner Tune restores. A local
+    folder is looked at directly: `import ray.tune` takes 0.9 s, and the checks run before Ray
+    starts, so that import would delay the whole search (docs/performance.md); a remote one
+    (s3://...) goes through Ray's file systems."""
+    if not remote:
+        return (Path(run_dir) / TUNER_PKL).is_file()
+    from ray.tune import Tuner
+
+    return Tuner.can_restore(run_dir)
 
 
 def has_experiment_state(run_dir: str) -> bool:
