@@ -65,7 +65,8 @@ def breakdown(phases: dict, wall: float, in_trials: float, spans: list | None = 
     if not {"imports: tuner", "ray.init start", "ray.init end", "fit start", "fit end", "search returned"} <= set(p):
         return {}
     out = {"imports": p["imports: tuner"], "plan and data": p["ray.init start"] - p["imports: tuner"],
-           "ray.init": p["ray.init end"] - p["ray.init start"], "tuner set-up (imports Ray Tune)": p["fit start"] - p["ray.init end"],
+           "ray.init": p["ray.init end"] - p["ray.init start"],
+           "tuner set-up (imports Ray Tune)": p["fit start"] - p["ray.init end"],
            "trials' epochs (as reported)": in_trials}
     outside = p["fit end"] - p["fit start"] - in_trials
     if spans:

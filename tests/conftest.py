@@ -33,3 +33,19 @@ def sample_images():
     from tuner.data import load_dataset
 
     return load_dataset("mnist-sample")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_exit_without_teardown_in_the_test_process():
+    """`tuner.search.exit_without_teardown` ends its process with os._exit. Reached inside pytest's
+    own process, it would end the whole test run with the command's exit code, the remaining tests
+    unrun: a 0 that reads as a pass. It is tested in subprocesses; here it fails the test instead."""
+    from tuner import search
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tuner.search.exit_without_teardown called inside the pytest process: it would end "
+                             "the test run (call run_cli, or run the command in a subprocess)")
+
+    original, search.exit_without_teardown = search.exit_without_teardown, refuse
+    yield
+    search.exit_without_teardown = original

@@ -14,8 +14,11 @@ SUBCOMMANDS = ("report", "export")
 
 
 def main(argv=None) -> int:
+    """`argv` None: this process's own command line (the console script), which a search ends
+    itself (`tuner.search.exit_without_teardown`); with `argv`, a call that returns its exit code."""
     from tuner.errors import one_line_warnings
 
+    own_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     one_line_warnings()
     if argv and argv[0] == "report":
@@ -28,8 +31,9 @@ def main(argv=None) -> int:
         return export.main(argv[1:], prog=f"{PROG} export")
     from tuner import search
 
-    # the search ends the process itself, as `python -m tuner.search` does (its exit skips the teardown)
-    search.exit_without_teardown(search.run_cli, argv, PROG)
+    if own_command_line:  # as `python -m tuner.search` ends: without the interpreter's teardown
+        search.exit_without_teardown(search.run_cli, argv, PROG)
+    return search.run_cli(argv, prog=PROG)
 
 
 if __name__ == "__main__":

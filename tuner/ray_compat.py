@@ -18,9 +18,9 @@ def quiet_tune_output() -> None:
 # DEFAULT_ENV_VARS, Ray 2.60.0); a local Ray started by the search inherits it from the driver instead
 TUNE_TRIAL_ENV = {"PL_DISABLE_FORK": "1"}
 # and, for the local Ray's processes only: glibc malloc with one arena. Tune runs every trial in a
-# new thread of the (reused) worker, which glibc gives an arena of its own: each trial's first
-# epoch faulted in ~50 MB of fresh pages again (13,000 minor faults, ~0.1 s on the sample's
-# 0.2-s epochs; docs/performance.md). A value the user set is kept.
+# new thread of the (reused) worker; with several arenas, each trial's first epoch faulted in
+# ~50 MB of fresh pages again (13,000 minor faults, ~0.1 s on the sample's 0.2-s epochs), with one
+# it reuses the pages the previous trial freed (docs/performance.md). A value the user set is kept.
 LOCAL_RAY_ENV = {**TUNE_TRIAL_ENV, "MALLOC_ARENA_MAX": "1"}
 # The raylet connects to its object store while the store's thread may still be creating its
 # socket, and then retries after raylet_client_connect_timeout_milliseconds (1000): ray.init took
