@@ -226,7 +226,7 @@ print("ray.tune imported by the checks:", "ray.tune" in sys.modules)
 (root / "absent").mkdir()
 (root / "with_tuner").mkdir()
 (root / "with_tuner" / "tuner.pkl").write_bytes(b"x")
-ours = [ray_compat.can_restore(str(root / d), remote=False) for d in ("absent", "with_tuner", "nowhere")]
+ours = [ray_compat.can_restore(str(root / d)) for d in ("absent", "with_tuner", "nowhere")]
 from ray.tune import Tuner
 print(ours, [Tuner.can_restore(str(root / d)) for d in ("absent", "with_tuner", "nowhere")])
 """

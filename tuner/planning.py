@@ -286,9 +286,8 @@ def _check_run_dir(plan: Plan) -> None:
     """A new run never overwrites one; a resume needs one. Ray's own test (`Tuner.can_restore`: the
     run's tuner.pkl, on any storage Ray supports, s3:// included), and for local runs also a run
     killed before its tuner.pkl was written but with an experiment state."""
-    remote = runstore.is_remote(plan.run_dir)
-    exists = ray_compat.can_restore(plan.run_dir, remote)
-    if not exists and not remote:
+    exists = ray_compat.can_restore(plan.run_dir)
+    if not exists and not runstore.is_remote(plan.run_dir):
         exists = ray_compat.has_experiment_state(plan.run_dir)
     if plan.resume and not exists:
         raise ConfigError(f"--resume: no run {plan.name!r} under {plan.storage_path} to resume")

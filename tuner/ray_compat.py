@@ -80,12 +80,14 @@ def shutdown_local_ray() -> None:
 TUNER_PKL = "tuner.pkl"
 
 
-def can_restore(run_dir: str, remote: bool) -> bool:
+def can_restore(run_dir: str) -> bool:
     """Ray Tune's `Tuner.can_restore`: the run folder holds the tuner Tune restores. A local
     folder is looked at directly: `import ray.tune` takes 0.9 s, and the checks run before Ray
     starts, so that import would delay the whole search (docs/performance.md); a remote one
     (s3://...) goes through Ray's file systems."""
-    if not remote:
+    from tuner import runstore
+
+    if not runstore.is_remote(run_dir):
         return (Path(run_dir) / TUNER_PKL).is_file()
     from ray.tune import Tuner
 
