@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -177,17 +178,56 @@ def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_
     # it started, before it had a trial; the trial actor has no runtime_env of its own (Tune's
     # environment variables came from the driver), so Ray ran it in a worker it had started ahead
     assert all(s["preloaded"] and s["dynamo"] for s in seen)
+    # Ray started one worker per CPU, but one trial at a time: one preload slot, claimed by the
+    # trial's worker (the others imported nothing); the slots' folder went with the search's Ray
+    assert seen[0]["preload slots"] == "1" and seen[0]["slots claimed"] == ["0"]
+    assert not os.path.exists(seen[0]["slots dir"])
     assert json.loads(seen[0]["runtime_env"] or "{}").get("env_vars", {}) == {}
     assert seen[0]["PL_DISABLE_FORK"] == "1"
     # glibc malloc with one arena in the workers (a trial's new thread reuses the warm heap), and the
-    # raylet's 100-ms connect retry, reached this Ray
+    # raylet's 100-ms connect retry and its workers started with it, reached this Ray
     assert seen[0]["MALLOC_ARENA_MAX at start"] == "1"
-    assert {k: seen[0]["system_config"].get(k) for k in ray_compat.CONNECT_RETRY} == ray_compat.CONNECT_RETRY
+    wanted = {**ray_compat.CONNECT_RETRY, **ray_compat.WORKER_PRESTART}
+    assert {k: seen[0]["system_config"].get(k) for k in wanted} == wanted
     # the command line stopped every process of its Ray (the autoscaler monitor killed, not awaited)
     deadline = time.monotonic() + 30
     while _processes_with_env("RAY_TMPDIR", ray_tmp) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_with_env("RAY_TMPDIR", ray_tmp) == []
+
+
+def test_only_as_many_workers_preload_as_there_are_slots_and_without_slots_every_worker_does(tmp_path):
+    from tuner.preload import claim_slot
+
+    # three workers, two slots: the first two to come get one each, the third imports nothing
+    assert [claim_slot(str(tmp_path), 2) for _ in range(3)] == [True, True, False]
+    assert sorted(os.listdir(tmp_path)) == ["0", "1"]
+    assert claim_slot(str(tmp_path), 0) is False
+    # no slots named (a Ray the search did not start), or a folder gone with its search: preload
+    assert claim_slot(None, None) is True and claim_slot(str(tmp_path / "gone"), 1) is True
+
+
+def test_the_local_ray_gets_one_preload_slot_per_concurrent_trial_and_its_folder_goes_with_it(monkeypatch):
+    from tuner import ray_compat, run
+    from tuner.preload import claim_slot
+
+    monkeypatch.delenv(ray_compat.SLOTS_DIR_ENV, raising=False)
+    monkeypatch.delenv(ray_compat.SLOTS_ENV, raising=False)
+    started = {}
+    monkeypatch.setattr("ray.init", lambda **kw: started.update(kw, env=dict(os.environ)))
+    monkeypatch.setattr("ray.is_initialized", lambda: False)
+    monkeypatch.setattr("ray.cluster_resources", lambda: {"CPU": 4})
+    monkeypatch.setattr(ray_compat, "local_cpus", lambda: 4)
+    monkeypatch.setattr(ray_compat, "shutdown_local_ray", lambda: None)
+    plan = SimpleNamespace(address=None, max_concurrent=None, cpus_per_trial=2.0)
+    try:
+        assert run.start_ray(plan) == 4
+        folder = started["env"][ray_compat.SLOTS_DIR_ENV]
+        assert started["env"][ray_compat.SLOTS_ENV] == "2"  # 4 CPUs / 2 per trial: two trials at once
+        assert [claim_slot(folder, 2) for _ in range(3)] == [True, True, False]
+    finally:
+        run.stop_local_ray()
+    assert not os.path.exists(folder) and ray_compat.SLOTS_DIR_ENV not in os.environ
 
 
 def test_on_a_cluster_trial_actors_keep_the_environment_ray_tune_gives_them(monkeypatch):

@@ -26,10 +26,14 @@ LOCAL_RAY_ENV = {**TUNE_TRIAL_ENV, "MALLOC_ARENA_MAX": "1"}
 # socket, and then retries after raylet_client_connect_timeout_milliseconds (1000): ray.init took
 # 1 s longer in about one start in three. Retry every 100 ms instead, with the same 10 s of patience.
 CONNECT_RETRY = {"raylet_client_connect_timeout_milliseconds": 100, "raylet_client_num_connect_attempts": 100}
+# The raylet starts its workers (one per CPU) when it starts, not when the driver has connected
+# (Ray's `enable_worker_prestart`, off by default; ray-project/ray#33623): the first trial's worker
+# begins its imports 0.6 s sooner on the 2-core VM (docs/performance.md).
+WORKER_PRESTART = {"enable_worker_prestart": True}
 _tune_env_defaults: dict = {}
 
 
-def local_ray_options(preload: list[str]) -> dict:
+def local_ray_options(preload: list[str], preload_workers: int | None = None) -> dict:
     """`ray.init` options of the local Ray a search starts on this machine. Its worker processes
     import the modules `preload` (the trial function's: torch and the package) as they start,
     through the raylet setting `preload_python_modules` (not a documented API: the raylet passes it
@@ -37,11 +41,52 @@ def local_ray_options(preload: list[str]) -> dict:
     one worker per CPU while `ray.init` runs, so the first trial (`trial_actors_inherit_env`) takes
     one that has imported torch, or is importing it, instead of a new process. Sets the trial
     actors' environment in this process first (LOCAL_RAY_ENV): Ray's processes inherit it. The
-    raylet settings (`_system_config`) are `preload_python_modules` and CONNECT_RETRY."""
+    raylet settings (`_system_config`) are `preload_python_modules`, CONNECT_RETRY and
+    WORKER_PRESTART. With `preload_workers` (the trials that will run at once), only that many
+    workers import `preload` (`preload_slots`); the others import what a trial needs if they get one."""
     for key, value in LOCAL_RAY_ENV.items():
         os.environ.setdefault(key, value)
+    if preload_workers is not None:
+        preload_slots(preload_workers)
     return {"include_dashboard": False, "log_to_driver": False,
-            "_system_config": {"preload_python_modules": preload, **CONNECT_RETRY}}
+            "_system_config": {"preload_python_modules": preload, **CONNECT_RETRY, **WORKER_PRESTART}}
+
+
+# the preload slots' folder and count, set in the driver before `ray.init` (`preload_slots`) and
+# read by each worker as it starts (`tuner.preload`); Ray's processes inherit the driver's environment
+SLOTS_DIR_ENV, SLOTS_ENV = "TUNER_PRELOAD_DIR", "TUNER_PRELOAD_WORKERS"
+_slots_dirs: list[str] = []
+
+
+def local_cpus() -> int:
+    """The CPUs a local Ray started here will have (its own count: cgroup limits included;
+    ray/_private/utils.py `get_num_cpus`, Ray 2.60.0)."""
+    from ray._private.utils import get_num_cpus
+
+    return get_num_cpus()
+
+
+def preload_slots(count: int) -> str:
+    """A new folder of `count` preload slots for the workers of the local Ray about to start
+    (`tuner.preload.claim_slot`), named to them through this process's environment, which they
+    inherit. Ray starts one worker per CPU and each imports torch and the package (3 s of CPU on
+    the 2-core VM): the workers beyond the trials that run at once would only slow the first
+    trial's worker down. Removed by `remove_preload_slots` when the search's Ray stops."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="tuner-preload-")
+    _slots_dirs.append(folder)
+    os.environ[SLOTS_DIR_ENV], os.environ[SLOTS_ENV] = folder, str(max(0, int(count)))
+    return folder
+
+
+def remove_preload_slots() -> None:
+    import shutil
+
+    while _slots_dirs:
+        shutil.rmtree(_slots_dirs.pop(), ignore_errors=True)
+    for key in (SLOTS_DIR_ENV, SLOTS_ENV):
+        os.environ.pop(key, None)
 
 
 def trial_actors_inherit_env(local: bool) -> None:

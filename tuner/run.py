@@ -59,15 +59,16 @@ def start_ray(plan: Plan) -> float:
         ray.init(address=plan.address, log_to_driver=True)
         check_cluster(plan, ray.nodes())
     elif not ray.is_initialized():
-        _start_local_ray()
+        _start_local_ray(plan)
     return ray.cluster_resources().get("CPU", 1)
 
 
-def _start_local_ray() -> None:
+def _start_local_ray(plan: Plan) -> None:
     import ray
 
-    ray.init(**ray_compat.local_ray_options(preload=trial_modules()))
-    _started_here.append(True)
+    _started_here.append(True)  # first: stop_local_ray also removes what local_ray_options made
+    ray.init(**ray_compat.local_ray_options(preload=trial_modules(),
+                                            preload_workers=concurrency(plan, ray_compat.local_cpus())))
 
 
 def stop_local_ray() -> None:
@@ -75,8 +76,11 @@ def stop_local_ray() -> None:
     would do it too, but first sleeps 0.5 s for log messages the search does not print, and then
     waits for its processes while the interpreter tears torch down (docs/performance.md)."""
     if _started_here:
-        ray_compat.shutdown_local_ray()
-        _started_here.clear()
+        try:
+            ray_compat.shutdown_local_ray()
+        finally:
+            ray_compat.remove_preload_slots()
+            _started_here.clear()
 
 
 def check_cluster(plan: Plan, nodes: list[dict]) -> None:
