@@ -121,8 +121,12 @@ def precision(chk: Check, images) -> dict:
     from benchmarks import throughput as tp
     from tuner.trainable import train
 
+    from tuner.precision import cpu_has_bf16
+
     m, out = chk.mode, {"throughput": {}, "accuracy": {}}
-    names = ("fp32", "bf16", "fp16") if m["device"] == "cuda" else ("fp32", "bf16")
+    names = ("fp32", "bf16", "fp16") if m["device"] == "cuda" else ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
+    if "bf16" not in names:
+        chk.log("  bf16 not measured: this CPU has no bf16 kernels (tuner.precision.cpu_has_bf16)")
     for model in ("lstm", "cnn"):
         rates = {}
         for p in names:
@@ -133,7 +137,7 @@ def precision(chk: Check, images) -> dict:
         out["throughput"][model] = rates
         for p in names[1:]:
             chk.rows.add(f"train {model} {p} vs fp32", rates[p], rates["fp32"], "samples/s", None, True)
-    for p in ("fp32", "bf16"):  # accuracy after a few epochs: test set, every seed
+    for p in names[:2]:  # accuracy after a few epochs (fp32, and bf16 where it runs): test set, every seed
         accs = [train({"model": "lstm", "dataset": images.name, "epochs": m["acc_epochs"], "seed": s, "precision": p,
                        **_dev(m)}, data=images)[-1]["acc"] for s in m["acc_seeds"]]
         out["accuracy"][p] = accs
@@ -144,9 +148,11 @@ def precision(chk: Check, images) -> dict:
 def share_of_peak(chk: Check, images) -> dict:
     from benchmarks.limits import share_of_peak as measure
 
+    from tuner.precision import cpu_has_bf16
+
     m, out = chk.mode, {}
     for model in ("lstm", "cnn"):
-        for p in ("fp32", "bf16"):
+        for p in ("fp32", "bf16") if m["device"] == "cuda" or cpu_has_bf16() else ("fp32",):
             r = measure(model, images, device=m["device"], precision=p, batches=m["peak_batches"], rounds=3,
                         log=chk.log)
             out[f"{model} {p}"] = r

@@ -200,8 +200,14 @@ def section_precision(images, mode, rows: Rows, report: dict, log) -> None:
 
     from benchmarks.throughput import OursTrial
 
+    from tuner.precision import cpu_has_bf16
+    from tuner.settings import BF16_ON_CPU
+
     out = report.setdefault("precision", {})
-    for model in ("lstm", "cnn"):
+    if not cpu_has_bf16():
+        out["bf16"] = f"not measured: {BF16_ON_CPU}"
+        log(f"  bf16 not measured: {BF16_ON_CPU}")
+    for model in ("lstm", "cnn") if cpu_has_bf16() else ():
         trials = {p: OursTrial({"model": model, "precision": p}, images) for p in ("fp32", "bf16")}
         for t in trials.values():
             t.run(2)
@@ -231,10 +237,11 @@ def section_precision(images, mode, rows: Rows, report: dict, log) -> None:
 
 def section_limit(images, mode, rows: Rows, report: dict, log) -> None:
     from benchmarks.limits import share_of_peak
+    from tuner.precision import cpu_has_bf16
 
     out = report.setdefault("limit", {})
     for model in ("lstm", "cnn"):
-        for p in ("fp32", "bf16"):
+        for p in ("fp32", "bf16") if cpu_has_bf16() else ("fp32",):  # bf16: section_precision says why not
             r = share_of_peak(model, images, precision=p, batches=mode["batches"][model], log=log)
             out[f"{model} {p}"] = r
             rows.add(f"share of peak: {model} {p} step vs dense matmul", r["achieved_flops_per_s"] / 1e9,

@@ -24,6 +24,43 @@ def test_bf16_autocast_runs_the_model_in_bf16_and_fp32_leaves_it_alone():
     assert not Precision("bf16", torch.device("cpu")).scaler.is_enabled()
 
 
+def _lstm_runs_in_bf16_here() -> bool:
+    # the test's own probe (a different LSTM from tuner.precision's): a bf16 forward and backward
+    lstm = torch.nn.LSTM(28, 16, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = lstm(torch.randn(3, 5, 28))[0]
+        out.float().sum().backward()
+        return out.dtype == torch.bfloat16
+    except RuntimeError as e:
+        assert "primitive descriptor" in str(e), e  # oneDNN's refusal, not some other failure
+        return False
+
+
+def test_bf16_support_of_this_cpu_is_what_the_lstm_itself_says():
+    from tuner.precision import cpu_has_bf16
+
+    assert cpu_has_bf16() == _lstm_runs_in_bf16_here()
+
+
+def test_bf16_on_a_cpu_without_bf16_kernels_is_refused_with_one_line_before_anything_runs(monkeypatch, sample_images):
+    from tuner import planning, precision, trainable
+    from tuner.search import parse_args
+
+    for module in (precision, trainable):
+        monkeypatch.setattr(module, "cpu_has_bf16", lambda: False)
+    wanted = "precision='bf16' on this CPU: it has no bf16 kernels"
+    with pytest.raises(ConfigError, match=wanted):
+        resolve({"precision": "bf16", "device": "cpu"})
+    with pytest.raises(ConfigError, match=wanted):  # device=auto found no GPU: the trial refuses before training
+        train({"dataset": "mnist-sample", "model": "lstm", "epochs": 1, "precision": "bf16"}, data=sample_images)
+    args = parse_args(["lstm_weighted", "--budget", "smoke", "--set", "precision=bf16"])
+    with pytest.raises(ConfigError, match=wanted + r".* with --gpus-per-trial$"):  # the search: before Ray starts
+        planning.build_plan(args)
+    resolve({"precision": "bf16", "device": "cuda"})  # a GPU is another matter
+
+
+@pytest.mark.skipif(not _lstm_runs_in_bf16_here(), reason="this CPU has no bf16 kernels (refused: test above)")
 def test_bf16_trains_on_the_sample_and_is_recorded(sample_images):
     hist = train({"dataset": "mnist-sample", "model": "cnn", "epochs": 3, "precision": "bf16"}, data=sample_images)
     losses = [h["train_loss"] for h in hist]

@@ -12,7 +12,7 @@ from typing import Any
 
 from tuner.errors import ConfigError
 from tuner.settings import (  # noqa: F401  (re-exported)
-    CORE, FP16_ON_CPU, Param, data_seed_of, fraction, non_negative, one_of, positive,
+    BF16_ON_CPU, CORE, FP16_ON_CPU, Param, data_seed_of, fraction, non_negative, one_of, positive,
 )
 
 
@@ -141,6 +141,11 @@ def resolve(config: dict) -> dict:
                           f"and pretrained=true (got vgg_variant={cfg['vgg_variant']!r}, pretrained={cfg['pretrained']})")
     if cfg["precision"] == "fp16" and cfg["device"] == "cpu":
         raise ConfigError(FP16_ON_CPU)
+    if cfg["precision"] == "bf16" and cfg["device"] == "cpu":
+        from tuner.precision import cpu_has_bf16  # torch: only for this setting
+
+        if not cpu_has_bf16():
+            raise ConfigError(BF16_ON_CPU)
     remedies.check(cfg)
     for other in tasks.TASKS.values():
         if other is not task:

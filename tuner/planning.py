@@ -126,6 +126,11 @@ def build_plan(args: argparse.Namespace) -> Plan:
     num_samples = args.num_samples or (budget.num_samples if searcher != "grid" else 1)
     if fixed.get("precision") == "fp16" and args.gpus_per_trial == 0:
         raise ConfigError(f"{config_mod.FP16_ON_CPU}, or give trials a GPU with --gpus-per-trial")
+    if fixed.get("precision") == "bf16" and args.gpus_per_trial == 0 and args.address in (None, "local"):
+        from tuner.precision import cpu_has_bf16  # the trials run on this machine's CPU
+
+        if not cpu_has_bf16():
+            raise ConfigError(f"{config_mod.BF16_ON_CPU} with --gpus-per-trial")
     asha = _asha(args, exp, searcher, seeds, arms, objectives, notes)
     storage, name = _storage_and_name(args, exp)
     plan = Plan(

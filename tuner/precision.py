@@ -1,7 +1,24 @@
 """Mixed precision of a trial: `precision=fp32|bf16|fp16`."""
 from __future__ import annotations
 
+import functools
+
 import torch
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 autocast on real bf16 kernels. oneDNN has them on CPUs with
+    AVX-512 BF16 or AMX; on others (an AVX2 VM) it refuses the LSTM in bf16 ("could not create a
+    primitive descriptor") and runs convolutions emulated, about 8x slower than fp32
+    (docs/performance.md). Asked of a tiny LSTM, once per process."""
+    lstm = torch.nn.LSTM(2, 2, batch_first=True)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True
 
 
 class Precision:

@@ -188,4 +188,6 @@ CORE: dict[str, Param] = {
 
 
 FP16_ON_CPU = ("precision='fp16' needs a CUDA GPU (CPU kernels such as the LSTM's have no fp16 path): "
-               "use precision=bf16 on CPU")
+               "use precision=fp32, or bf16 on a CPU with bf16 kernels")
+BF16_ON_CPU = ("precision='bf16' on this CPU: it has no bf16 kernels (oneDNN refuses the LSTM in bf16; convolutions "
+               "run emulated, about 8x slower than fp32; AVX-512 BF16 or AMX CPUs have them): use precision=fp32, or a GPU")
