@@ -139,13 +139,10 @@ def resolve(config: dict) -> dict:
     if cfg["vgg_weights"] and cfg["model"] == "vgg" and not (cfg["vgg_variant"] == "vgg16" and cfg["pretrained"]):
         raise ConfigError(f"vgg_weights={cfg['vgg_weights']!r} applies to the pretrained VGG16 only: set vgg_variant=vgg16 "
                           f"and pretrained=true (got vgg_variant={cfg['vgg_variant']!r}, pretrained={cfg['pretrained']})")
-    if cfg["precision"] == "fp16" and cfg["device"] == "cpu":
-        raise ConfigError(FP16_ON_CPU)
-    if cfg["precision"] == "bf16" and cfg["device"] == "cpu":
-        from tuner.precision import cpu_has_bf16  # torch: only for this setting
+    if cfg["precision"] != "fp32" and cfg["device"] == "cpu":
+        from tuner.precision import check_device  # torch: only for these settings
 
-        if not cpu_has_bf16():
-            raise ConfigError(BF16_ON_CPU)
+        check_device(cfg["precision"], "cpu")
     remedies.check(cfg)
     for other in tasks.TASKS.values():
         if other is not task:

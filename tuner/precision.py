@@ -5,6 +5,9 @@ import functools
 
 import torch
 
+from tuner.errors import ConfigError
+from tuner.settings import BF16_ON_CPU, FP16_ON_CPU
+
 
 @functools.cache
 def cpu_has_bf16() -> bool:
@@ -19,6 +22,14 @@ def cpu_has_bf16() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def check_device(name: str, device_type: str) -> None:
+    """One line, before any training, for a precision this kind of device cannot run."""
+    if name == "fp16" and device_type != "cuda":
+        raise ConfigError(FP16_ON_CPU)
+    if name == "bf16" and device_type == "cpu" and not cpu_has_bf16():
+        raise ConfigError(BF16_ON_CPU)
 
 
 class Precision:

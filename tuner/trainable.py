@@ -22,7 +22,7 @@ from tuner import config as config_mod
 from tuner import remedies, tasks
 from tuner.data import Images, load_dataset
 from tuner.models import count_parameters, model_bytes
-from tuner.precision import Precision, cpu_has_bf16
+from tuner.precision import Precision, check_device
 from tuner.tasks import evaluate, memory_format  # noqa: F401  (re-exported)
 
 STATE_FILE = "state.pt"
@@ -199,10 +199,7 @@ def train(config: dict, data: Images | None = None, reporter=None) -> list[dict]
         cfg = config_mod.resolve({**config, **settled})
     task.check_data(cfg, images)
     device = resolve_device(cfg["device"])
-    if cfg["precision"] == "fp16" and device.type != "cuda":
-        raise config_mod.ConfigError(config_mod.FP16_ON_CPU)
-    if cfg["precision"] == "bf16" and device.type == "cpu" and not cpu_has_bf16():
-        raise config_mod.ConfigError(config_mod.BF16_ON_CPU)
+    check_device(cfg["precision"], device.type)
     run = task.setup(cfg, images, device)  # the split and the data on the device: no random draws
 
     torch.manual_seed(cfg["seed"])
