@@ -225,11 +225,31 @@ def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_
     assert seen[0]["MALLOC_ARENA_MAX at start"] == "1"
     wanted = {**ray_compat.CONNECT_RETRY, **ray_compat.WORKER_PRESTART}
     assert {k: seen[0]["system_config"].get(k) for k in wanted} == wanted
-    # the command line stopped every process of its Ray (the autoscaler monitor killed, not awaited)
+    # the Ray's head started none of the Python daemons a search does not use (the API server, the
+    # autoscaler monitor, the log monitor), and this check would see them: the raylet's agents are there
+    daemons = {"dashboard/dashboard.py": "API server", "autoscaler/_private/monitor.py": "autoscaler monitor",
+               "_private/log_monitor.py": "log monitor"}
+    processes = seen[0]["ray processes"]
+    assert any("runtime_env_agent" in p or "RuntimeEnvAgent" in p for p in processes), processes
+    assert [name for path, name in daemons.items() if any(path in p for p in processes)] == []
+    # the command line stopped every process of its Ray
     deadline = time.monotonic() + 30
     while _processes_with_env("RAY_TMPDIR", ray_tmp) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_with_env("RAY_TMPDIR", ray_tmp) == []
+
+
+def test_the_lean_head_leaves_ray_as_it_was_once_the_local_ray_has_started():
+    from ray._private.node import Node
+
+    from tuner import ray_compat
+
+    before = Node.__init__, Node.start_api_server
+    with pytest.raises(RuntimeError, match="ray.init failed"):
+        with ray_compat.head_without_idle_daemons():
+            assert (Node.__init__, Node.start_api_server) != before
+            raise RuntimeError("ray.init failed")
+    assert (Node.__init__, Node.start_api_server) == before  # a Ray started later (tests, a session) is Ray's own
 
 
 def test_only_as_many_workers_preload_as_there_are_slots_and_without_slots_every_worker_does(tmp_path):

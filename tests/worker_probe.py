@@ -29,7 +29,9 @@ def probe_trainable(config: dict, data=None, plugins=None) -> None:
             # the environment the process started with, which glibc's malloc read
             "MALLOC_ARENA_MAX at start": _start_env().get("MALLOC_ARENA_MAX"),
             # the settings of this Ray (its GCS's copy, which its raylet and workers read)
-            "system_config": ray._private.state.state.get_system_config()}
+            "system_config": ray._private.state.state.get_system_config(),
+            # the command lines of this Ray's processes (those sharing this worker's RAY_TMPDIR, which the test sets)
+            "ray processes": _processes_sharing("RAY_TMPDIR")}
     with open(os.environ[PROBE_FILE], "a") as f:
         f.write(json.dumps(seen) + "\n")
     from tuner.trainable import tune_trainable
@@ -40,3 +42,16 @@ def probe_trainable(config: dict, data=None, plugins=None) -> None:
 def _start_env() -> dict:
     with open("/proc/self/environ") as f:
         return dict(kv.split("=", 1) for kv in f.read().split("\0") if "=" in kv)
+
+
+def _processes_sharing(key: str) -> list[str]:
+    """The command lines of the processes whose environment has this process's value of `key`."""
+    needle = f"{key}={os.environ.get(key)}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and needle in open(f"/proc/{entry}/environ", "rb").read().split(b"\0"):
+                found.append(open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # gone, or not ours
+            pass
+    return found

@@ -3,6 +3,7 @@
 Ray code named below again and rerun tests/test_multinode.py and tests/test_faults.py."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -50,6 +51,45 @@ def local_ray_options(preload: list[str], preload_workers: int | None = None) ->
         preload_slots(preload_workers)
     return {"include_dashboard": False, "log_to_driver": False,
             "_system_config": {"preload_python_modules": preload, **CONNECT_RETRY, **WORKER_PRESTART}}
+
+
+# The Python daemons a local Ray's head starts that a search started here never uses, as Ray's
+# process types (ray/_private/ray_constants.py PROCESS_TYPE_*, Ray 2.60.0): the API server (Ray
+# starts it even with include_dashboard=False, for its state and job APIs), the autoscaler monitor
+# (nothing to autoscale) and the log monitor (it streams the workers' output to a driver that
+# asked for none: log_to_driver=False).
+IDLE_HEAD_DAEMONS = ("dashboard", "monitor", "log_monitor")
+
+
+@contextlib.contextmanager
+def head_without_idle_daemons():
+    """While it is open, a Ray head started in this process (`ray.init` without an address) starts
+    none of IDLE_HEAD_DAEMONS. Each is a Python process importing Ray's modules while the first
+    trial's worker imports torch: on the 2-core VM `ray.init` took 2.3-2.5 s without them against
+    3.5-4.5 s, and a preloaded worker ran its first task 1.3-2.3 s sooner (docs/performance.md).
+    ray.init has no option for them (RayParams has `no_monitor` and `include_log_monitor`, which
+    `ray start` sets and `ray.init` does not), so the head's Node sets them here, and its API server
+    is left unstarted, the state Ray already handles when that server fails to start (its URL None;
+    ray/_private/node.py `start_head_processes`, `start_api_server`, Ray 2.60.0). Ray's state and job
+    APIs (`ray list`, job submission) are then unavailable on that Ray; the search uses neither."""
+    from ray._private import node as node_mod
+
+    cls = node_mod.Node
+    init, start_api_server = cls.__init__, cls.start_api_server
+
+    def lean_init(self, ray_params, *args, **kwargs):
+        if kwargs.get("head", args[0] if args else False):
+            ray_params.no_monitor, ray_params.include_log_monitor = True, False
+        init(self, ray_params, *args, **kwargs)
+
+    def no_api_server(self, *, include_dashboard, raise_on_failure):
+        self._webui_url = None
+
+    cls.__init__, cls.start_api_server = lean_init, no_api_server
+    try:
+        yield
+    finally:
+        cls.__init__, cls.start_api_server = init, start_api_server
 
 
 # the preload slots' folder and count, set in the driver before `ray.init` (`preload_slots`) and
@@ -110,14 +150,11 @@ def trial_actors_inherit_env(local: bool) -> None:
 
 
 def shutdown_local_ray() -> None:
-    """`ray.shutdown()` of the local Ray this process started, less the second it waits for the
-    autoscaler monitor, which ignores SIGTERM (a local Ray has nothing to autoscale; Ray waits 1 s
-    per process before its SIGKILL: ray/_private/node.py `_kill_process_impl`, Ray 2.60.0)."""
+    """`ray.shutdown()` of the local Ray this process started. It has no autoscaler monitor
+    (`head_without_idle_daemons`), which ignored SIGTERM and made `ray.shutdown()` wait 1 s for it
+    (ray/_private/node.py `_kill_process_impl`, Ray 2.60.0)."""
     import ray
 
-    node = getattr(ray._private.worker, "_global_node", None)
-    if node is not None and node.is_head() and hasattr(node, "kill_monitor"):
-        node.kill_monitor(check_alive=False)
     ray.shutdown()
 
 

@@ -67,8 +67,10 @@ def _start_local_ray(plan: Plan) -> None:
     import ray
 
     _started_here.append(True)  # first: stop_local_ray also removes what local_ray_options made
-    ray.init(**ray_compat.local_ray_options(preload=trial_modules(),
-                                            preload_workers=concurrency(plan, ray_compat.local_cpus())))
+    options = ray_compat.local_ray_options(preload=trial_modules(),
+                                           preload_workers=concurrency(plan, ray_compat.local_cpus()))
+    with ray_compat.head_without_idle_daemons():
+        ray.init(**options)
 
 
 def stop_local_ray() -> None:
