@@ -46,6 +46,58 @@ def test_console_script_runs_a_search_then_export_and_report(ray_session, tmp_pa
     assert e.value.code == 2 and "--num-samples 0: must be an integer >= 1" in capsys.readouterr().err
 
 
+def _tensorboard_scalars(folder: Path) -> set:
+    """(tag, step, value) of every scalar in the TensorBoard event files of `folder`, read as
+    TFRecords (length, its CRC, the Event, its CRC) without TensorBoard."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    found = set()
+    for path in folder.glob("events.out.tfevents.*"):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            found |= {(v.tag, event.step, v.simple_value) for v in event.summary.value if v.HasField("simple_value")}
+            i += 12 + n + 4
+    return found
+
+
+class _Trial:  # what the loggers ask of a Tune Trial (a dict key, like Tune's own)
+    def __init__(self, **attrs):
+        self.__dict__.update(attrs)
+
+    def init_local_path(self):
+        pass
+
+
+def test_the_tensorboard_files_hold_the_scalars_ray_tunes_own_logger_writes(tmp_path):
+    pytest.importorskip("tensorboardX")
+    from ray.tune.logger import TBXLoggerCallback
+
+    from tuner.ray_compat import tensorboard_log
+
+    results = [{"training_iteration": i, "epoch": i, "val_acc": 0.5 + i / 10, "acc_3": float("nan"), "steps": 20 * i,
+                "flag": True, "nested": {"a": 1.5}, "confusion": [[1, 2], [3, 4]], "stop_reason": "",
+                "time_total_s": 2.0, "config": {"lr": 0.1}} for i in (1, 2)]
+    written = {}
+    for name, logger in (("tune", TBXLoggerCallback()), ("ours", tensorboard_log()[0])):
+        folder = tmp_path / name
+        folder.mkdir()
+        trial = _Trial(local_path=str(folder), evaluated_params={"lr": 0.1})
+        for result in results:
+            logger.log_trial_result(result["training_iteration"], trial, result)
+        logger.log_trial_end(trial)
+        written[name] = _tensorboard_scalars(folder)
+    # the same scalars under the same tags and steps (NaN left out, as Tune does; Tune's logger also
+    # wrote a histogram of the list), with their values (float32 in the file)
+    assert written["ours"] == written["tune"]
+    assert {(tag, step): round(v, 6) for tag, step, v in written["ours"]}[("ray/tune/val_acc", 2)] == 0.7
+    assert {tag for tag, _, _ in written["ours"]} == {f"ray/tune/{k}" for k in ("epoch", "val_acc", "steps", "flag",
+                                                                             "nested/a")}
+
+
 def test_api_runs_a_search_and_loads_its_tables_and_optuna_study(ray_session, tmp_path):
     import optuna
     from ray.tune import ResultGrid

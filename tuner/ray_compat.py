@@ -205,7 +205,48 @@ def result_loggers() -> list:
     class CsvLog(KeepDriverLog, CSVLoggerCallback):
         pass
 
-    return [JsonLog(), CsvLog()]  # Tune adds its defaults only for the kinds missing here
+    return [JsonLog(), CsvLog(), *tensorboard_log()]  # Tune adds its defaults only for the kinds missing here
+
+
+def tensorboard_log() -> list:
+    """Ray Tune's TensorBoard logger, writing each result as one event, or [] without tensorboardX.
+
+    Tune's `TBXLoggerCallback` writes every metric as an event of its own and a histogram for each
+    list (the confusion matrices, the class counts): 28 ms per result on the 2-core VM, in the
+    driver, while the trial waits for its report to be taken (Tune's function trainables report
+    synchronously): about half of that wait. This subclass writes the same scalars, under the same
+    tags and step, as one `Summary` holding them all (the form TensorBoard reads from any writer of
+    merged summaries): 1.7 ms. The lists are left out: a histogram of a flattened confusion matrix
+    says nothing, and they are in result.json and the Parquet tables. Hyperparameters at the trial's
+    end are Tune's own (`log_trial_end`). Overrides `log_trial_result` of
+    ray/tune/logger/tensorboardx.py (Ray 2.60.0), whose `_trial_writer` / `_trial_result` it fills."""
+    try:
+        from tensorboardX.proto.summary_pb2 import Summary
+    except ImportError:
+        return []
+    import math
+
+    from ray.air.constants import TRAINING_ITERATION
+    from ray.tune.logger import TBXLoggerCallback
+    from ray.tune.logger.tensorboardx import VALID_SUMMARY_TYPES
+    from ray.tune.result import TIME_TOTAL_S, TIMESTEPS_TOTAL
+    from ray.tune.utils import flatten_dict
+
+    class TensorBoardLog(TBXLoggerCallback):
+        def log_trial_result(self, iteration, trial, result):
+            if trial not in self._trial_writer:
+                self.log_trial_start(trial)
+            step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
+            skip = {"config", "pid", "timestamp", TIME_TOTAL_S, TRAINING_ITERATION}  # as Tune's
+            flat = flatten_dict({k: v for k, v in result.items() if k not in skip}, delimiter="/")
+            scalars = {f"ray/tune/{k}": v for k, v in flat.items()
+                       if isinstance(v, tuple(VALID_SUMMARY_TYPES)) and not math.isnan(v)}
+            summary = Summary(value=[Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()])
+            self._trial_writer[trial].file_writer.add_summary(summary, global_step=step)
+            self._trial_result[trial] = scalars
+            self._trial_writer[trial].flush()
+
+    return [TensorBoardLog()]
 
 
 def stop_gracefully_on_signals(stop: dict) -> dict | None:
