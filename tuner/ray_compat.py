@@ -53,20 +53,15 @@ def local_ray_options(preload: list[str], preload_workers: int | None = None) ->
             "_system_config": {"preload_python_modules": preload, **CONNECT_RETRY, **WORKER_PRESTART}}
 
 
-# The Python daemons a local Ray's head starts that a search started here never uses, as Ray's
-# process types (ray/_private/ray_constants.py PROCESS_TYPE_*, Ray 2.60.0): the API server (Ray
-# starts it even with include_dashboard=False, for its state and job APIs), the autoscaler monitor
-# (nothing to autoscale) and the log monitor (it streams the workers' output to a driver that
-# asked for none: log_to_driver=False).
-IDLE_HEAD_DAEMONS = ("dashboard", "monitor", "log_monitor")
-
-
 @contextlib.contextmanager
 def head_without_idle_daemons():
     """While it is open, a Ray head started in this process (`ray.init` without an address) starts
-    none of IDLE_HEAD_DAEMONS. Each is a Python process importing Ray's modules while the first
-    trial's worker imports torch: on the 2-core VM `ray.init` took 2.3-2.5 s without them against
-    3.5-4.5 s, and a preloaded worker ran its first task 1.3-2.3 s sooner (docs/performance.md).
+    none of the Python daemons a search never uses: the API server (Ray starts it even with
+    include_dashboard=False, for its state and job APIs), the autoscaler monitor (nothing to
+    autoscale) and the log monitor (it streams the workers' output to a driver that asked for none:
+    log_to_driver=False). Each imports Ray's modules while the first trial's worker imports torch:
+    on the 2-core VM `ray.init` took 2.3-2.5 s without them against 3.5-4.5 s, and a preloaded
+    worker ran its first task 1.3-2.3 s sooner (docs/performance.md).
     ray.init has no option for them (RayParams has `no_monitor` and `include_log_monitor`, which
     `ray start` sets and `ray.init` does not), so the head's Node sets them here, and its API server
     is left unstarted, the state Ray already handles when that server fails to start (its URL None;
