@@ -214,10 +214,10 @@ def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_
     # it started, before it had a trial; the trial actor has no runtime_env of its own (Tune's
     # environment variables came from the driver), so Ray ran it in a worker it had started ahead
     assert all(s["preloaded"] and s["dynamo"] for s in seen)
-    # Ray started one worker per CPU, but one trial at a time: one preload slot, claimed by the
-    # trial's worker (the others imported nothing); the slots' folder went with the search's Ray
-    assert seen[0]["preload slots"] == "1" and seen[0]["slots claimed"] == ["0"]
-    assert not os.path.exists(seen[0]["slots dir"])
+    # one trial at a time: Ray started one worker ahead, not one per CPU (this one), and no other
+    processes = seen[0]["ray processes"]
+    assert any(f"{ray_compat.PRESTART_FLAG}1" in p for p in processes if "raylet" in p), processes
+    assert len([p for p in processes if "default_worker.py" in p]) == 1, processes
     assert json.loads(seen[0]["runtime_env"] or "{}").get("env_vars", {}) == {}
     assert seen[0]["PL_DISABLE_FORK"] == "1"
     # glibc malloc with one arena in the workers (a trial's new thread reuses the warm heap), and the
@@ -229,7 +229,6 @@ def test_a_local_search_runs_its_trials_in_workers_ray_started_ahead_and_leaves_
     # autoscaler monitor, the log monitor), and this check would see them: the raylet's agents are there
     daemons = {"dashboard/dashboard.py": "API server", "autoscaler/_private/monitor.py": "autoscaler monitor",
                "_private/log_monitor.py": "log monitor"}
-    processes = seen[0]["ray processes"]
     assert any("runtime_env_agent" in p or "RuntimeEnvAgent" in p for p in processes), processes
     assert [name for path, name in daemons.items() if any(path in p for p in processes)] == []
     # the command line stopped every process of its Ray
@@ -244,33 +243,35 @@ def test_the_lean_head_leaves_ray_as_it_was_once_the_local_ray_has_started():
 
     from tuner import ray_compat
 
-    before = Node.__init__, Node.start_api_server
+    from ray._private import services
+
+    before = Node.__init__, Node.start_api_server, services.start_ray_process
     with pytest.raises(RuntimeError, match="ray.init failed"):
-        with ray_compat.head_without_idle_daemons():
-            assert (Node.__init__, Node.start_api_server) != before
+        with ray_compat.head_without_idle_daemons(workers=1):
+            assert all(a is not b for a, b in zip((Node.__init__, Node.start_api_server, services.start_ray_process),
+                                                  before))
             raise RuntimeError("ray.init failed")
-    assert (Node.__init__, Node.start_api_server) == before  # a Ray started later (tests, a session) is Ray's own
+    assert (Node.__init__, Node.start_api_server, services.start_ray_process) == before  # a Ray started later (tests, a session) is Ray's own
 
 
-def test_only_as_many_workers_preload_as_there_are_slots_and_without_slots_every_worker_does(tmp_path):
-    from tuner.preload import claim_slot
+def test_the_local_ray_starts_one_worker_ahead_per_concurrent_trial(monkeypatch):
+    from ray._private import services
 
-    # three workers, two slots: the first two to come get one each, the third imports nothing
-    assert [claim_slot(str(tmp_path), 2) for _ in range(3)] == [True, True, False]
-    assert sorted(os.listdir(tmp_path)) == ["0", "1"]
-    assert claim_slot(str(tmp_path), 0) is False
-    # no slots named (a Ray the search did not start), or a folder gone with its search: preload
-    assert claim_slot(None, None) is True and claim_slot(str(tmp_path / "gone"), 1) is True
-
-
-def test_the_local_ray_gets_one_preload_slot_per_concurrent_trial_and_its_folder_goes_with_it(monkeypatch):
     from tuner import ray_compat, run
-    from tuner.preload import claim_slot
 
-    monkeypatch.delenv(ray_compat.SLOTS_DIR_ENV, raising=False)
-    monkeypatch.delenv(ray_compat.SLOTS_ENV, raising=False)
-    started = {}
-    monkeypatch.setattr("ray.init", lambda **kw: started.update(kw, env=dict(os.environ)))
+    started = []
+
+    def fake_start(command, process_type, *args, **kwargs):  # what Ray's start_ray_process would be given
+        started.append((process_type, command))
+
+    def fake_init(**kwargs):  # the raylet and another process, as Ray's Node starts them
+        services.start_ray_process(["raylet", "--head", f"{ray_compat.PRESTART_FLAG}4"],
+                                   services.ray_constants.PROCESS_TYPE_RAYLET, fate_share=False)
+        services.start_ray_process(["gcs_server", f"{ray_compat.PRESTART_FLAG}4"],
+                                   services.ray_constants.PROCESS_TYPE_GCS_SERVER, fate_share=False)
+
+    monkeypatch.setattr(services, "start_ray_process", fake_start)
+    monkeypatch.setattr("ray.init", fake_init)
     monkeypatch.setattr("ray.is_initialized", lambda: False)
     monkeypatch.setattr("ray.cluster_resources", lambda: {"CPU": 4})
     monkeypatch.setattr(ray_compat, "local_cpus", lambda: 4)
@@ -278,12 +279,12 @@ def test_the_local_ray_gets_one_preload_slot_per_concurrent_trial_and_its_folder
     plan = SimpleNamespace(address=None, max_concurrent=None, cpus_per_trial=2.0)
     try:
         assert run.start_ray(plan) == 4
-        folder = started["env"][ray_compat.SLOTS_DIR_ENV]
-        assert started["env"][ray_compat.SLOTS_ENV] == "2"  # 4 CPUs / 2 per trial: two trials at once
-        assert [claim_slot(folder, 2) for _ in range(3)] == [True, True, False]
     finally:
         run.stop_local_ray()
-    assert not os.path.exists(folder) and ray_compat.SLOTS_DIR_ENV not in os.environ
+    # 4 CPUs / 2 per trial: two trials at once, two workers ahead; only the raylet's command changes
+    assert started == [("raylet", ["raylet", "--head", f"{ray_compat.PRESTART_FLAG}2"]),
+                       ("gcs_server", ["gcs_server", f"{ray_compat.PRESTART_FLAG}4"])]
+    assert services.start_ray_process is fake_start  # restored once Ray has started
 
 
 def test_on_a_cluster_trial_actors_keep_the_environment_ray_tune_gives_them(monkeypatch):

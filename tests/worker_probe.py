@@ -16,14 +16,8 @@ HOOK = {"TUNER_TRAINABLE": f"{__name__}:probe_trainable"}
 def probe_trainable(config: dict, data=None, plugins=None) -> None:
     import ray
 
-    from tuner.ray_compat import SLOTS_DIR_ENV, SLOTS_ENV
-
-    slots_dir = os.environ.get(SLOTS_DIR_ENV)
     seen = {"pid": os.getpid(), "preloaded": getattr(sys.modules.get("tuner.preload"), "preloaded", False),
             "dynamo": "torch._dynamo" in sys.modules,
-            # the preload slots: their count, and those the workers that started had claimed by now
-            "preload slots": os.environ.get(SLOTS_ENV), "slots dir": slots_dir,
-            "slots claimed": sorted(os.listdir(slots_dir)) if slots_dir and os.path.isdir(slots_dir) else None,
             "runtime_env": ray.get_runtime_context().get_runtime_env_string(),
             "PL_DISABLE_FORK": os.environ.get("PL_DISABLE_FORK"),
             # the environment the process started with, which glibc's malloc read

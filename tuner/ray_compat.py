@@ -34,29 +34,37 @@ WORKER_PRESTART = {"enable_worker_prestart": True}
 _tune_env_defaults: dict = {}
 
 
-def local_ray_options(preload: list[str], preload_workers: int | None = None) -> dict:
+def local_ray_options(preload: list[str]) -> dict:
     """`ray.init` options of the local Ray a search starts on this machine. Its worker processes
     import the modules `preload` (the trial function's: torch and the package) as they start,
     through the raylet setting `preload_python_modules` (not a documented API: the raylet passes it
     to ray/_private/workers/default_worker.py as `--worker-preload-modules`, Ray 2.60.0). Ray starts
-    one worker per CPU while `ray.init` runs, so the first trial (`trial_actors_inherit_env`) takes
-    one that has imported torch, or is importing it, instead of a new process. Sets the trial
-    actors' environment in this process first (LOCAL_RAY_ENV): Ray's processes inherit it. The
-    raylet settings (`_system_config`) are `preload_python_modules`, CONNECT_RETRY and
-    WORKER_PRESTART. With `preload_workers` (the trials that will run at once), only that many
-    workers import `preload` (`preload_slots`); the others import what a trial needs if they get one."""
+    its workers while `ray.init` runs (`head_without_idle_daemons` says how many), so the first
+    trial (`trial_actors_inherit_env`) takes one that has imported torch, or is importing it,
+    instead of a new process. Sets the trial actors' environment in this process first
+    (LOCAL_RAY_ENV): Ray's processes inherit it. The raylet settings (`_system_config`) are
+    `preload_python_modules`, CONNECT_RETRY and WORKER_PRESTART."""
     for key, value in LOCAL_RAY_ENV.items():
         os.environ.setdefault(key, value)
-    if preload_workers is not None:
-        preload_slots(preload_workers)
     return {"include_dashboard": False, "log_to_driver": False,
             "_system_config": {"preload_python_modules": preload, **CONNECT_RETRY, **WORKER_PRESTART}}
 
 
+PRESTART_FLAG = "--num_prestart_python_workers="  # the raylet's (ray/_private/services.py `start_raylet`)
+
+
 @contextlib.contextmanager
-def head_without_idle_daemons():
+def head_without_idle_daemons(workers: int | None = None):
     """While it is open, a Ray head started in this process (`ray.init` without an address) starts
-    none of the Python daemons a search never uses: the API server (Ray starts it even with
+    `workers` worker processes ahead (Ray: one per CPU) and none of the Python daemons a search
+    never uses.
+    The workers: each one Ray starts ahead imports torch and the package (`local_ray_options`, 3 s
+    of CPU on the 2-core VM), so `workers` is the number of trials that run at once; more would
+    only take CPU from the first trial's worker, and with two candidates Ray gave the first trial
+    to the one that had not imported anything in some starts (docs/performance.md). The raylet's
+    command line (PRESTART_FLAG, set by `start_raylet` from the CPU count) is rewritten as Ray
+    starts it; Ray starts more workers later if a trial needs one.
+    The daemons: the API server (Ray starts it even with
     include_dashboard=False, for its state and job APIs), the autoscaler monitor (nothing to
     autoscale) and the log monitor (it streams the workers' output to a driver that asked for none:
     log_to_driver=False). Each imports Ray's modules while the first trial's worker imports torch:
@@ -68,9 +76,10 @@ def head_without_idle_daemons():
     ray/_private/node.py `start_head_processes`, `start_api_server`, Ray 2.60.0). Ray's state and job
     APIs (`ray list`, job submission) are then unavailable on that Ray; the search uses neither."""
     from ray._private import node as node_mod
+    from ray._private import services
 
     cls = node_mod.Node
-    init, start_api_server = cls.__init__, cls.start_api_server
+    init, start_api_server, start_process = cls.__init__, cls.start_api_server, services.start_ray_process
 
     def lean_init(self, ray_params, *args, **kwargs):
         if kwargs.get("head", args[0] if args else False):
@@ -80,17 +89,16 @@ def head_without_idle_daemons():
     def no_api_server(self, *, include_dashboard, raise_on_failure):
         self._webui_url = None
 
-    cls.__init__, cls.start_api_server = lean_init, no_api_server
+    def start_with_workers(command, process_type, *args, **kwargs):
+        if workers is not None and process_type == services.ray_constants.PROCESS_TYPE_RAYLET:
+            command = [f"{PRESTART_FLAG}{int(workers)}" if c.startswith(PRESTART_FLAG) else c for c in command]
+        return start_process(command, process_type, *args, **kwargs)
+
+    cls.__init__, cls.start_api_server, services.start_ray_process = lean_init, no_api_server, start_with_workers
     try:
         yield
     finally:
-        cls.__init__, cls.start_api_server = init, start_api_server
-
-
-# the preload slots' folder and count, set in the driver before `ray.init` (`preload_slots`) and
-# read by each worker as it starts (`tuner.preload`); Ray's processes inherit the driver's environment
-SLOTS_DIR_ENV, SLOTS_ENV = "TUNER_PRELOAD_DIR", "TUNER_PRELOAD_WORKERS"
-_slots_dirs: list[str] = []
+        cls.__init__, cls.start_api_server, services.start_ray_process = init, start_api_server, start_process
 
 
 def local_cpus() -> int:
@@ -99,29 +107,6 @@ def local_cpus() -> int:
     from ray._private.utils import get_num_cpus
 
     return get_num_cpus()
-
-
-def preload_slots(count: int) -> str:
-    """A new folder of `count` preload slots for the workers of the local Ray about to start
-    (`tuner.preload.claim_slot`), named to them through this process's environment, which they
-    inherit. Ray starts one worker per CPU and each imports torch and the package (3 s of CPU on
-    the 2-core VM): the workers beyond the trials that run at once would only slow the first
-    trial's worker down. Removed by `remove_preload_slots` when the search's Ray stops."""
-    import tempfile
-
-    folder = tempfile.mkdtemp(prefix="tuner-preload-")
-    _slots_dirs.append(folder)
-    os.environ[SLOTS_DIR_ENV], os.environ[SLOTS_ENV] = folder, str(max(0, int(count)))
-    return folder
-
-
-def remove_preload_slots() -> None:
-    import shutil
-
-    while _slots_dirs:
-        shutil.rmtree(_slots_dirs.pop(), ignore_errors=True)
-    for key in (SLOTS_DIR_ENV, SLOTS_ENV):
-        os.environ.pop(key, None)
 
 
 def trial_actors_inherit_env(local: bool) -> None:

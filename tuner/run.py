@@ -66,10 +66,9 @@ def start_ray(plan: Plan) -> float:
 def _start_local_ray(plan: Plan) -> None:
     import ray
 
-    _started_here.append(True)  # first: stop_local_ray also removes what local_ray_options made
-    options = ray_compat.local_ray_options(preload=trial_modules(),
-                                           preload_workers=concurrency(plan, ray_compat.local_cpus()))
-    with ray_compat.head_without_idle_daemons():
+    _started_here.append(True)
+    options = ray_compat.local_ray_options(preload=trial_modules())
+    with ray_compat.head_without_idle_daemons(workers=concurrency(plan, ray_compat.local_cpus())):
         ray.init(**options)
 
 
@@ -81,7 +80,6 @@ def stop_local_ray() -> None:
         try:
             ray_compat.shutdown_local_ray()
         finally:
-            ray_compat.remove_preload_slots()
             _started_here.clear()
 
 
