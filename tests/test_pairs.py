@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tuner import pairs
+from tuner import pair_nets, pairs
 from tuner.config import resolve
 from tuner.data import Images, load_dataset
 from tuner.errors import ConfigError
@@ -153,7 +153,7 @@ def test_forward_shape_and_parameter_count(name):
     torch.manual_seed(0)
     model = build_model(name, pairs.PAIR_SHAPE, 2).eval()
     assert count_parameters(model) == HAND_COUNTS[name]
-    out = pairs.as_pair_out(model(torch.randn(5, *pairs.PAIR_SHAPE)))
+    out = pair_nets.as_pair_out(model(torch.randn(5, *pairs.PAIR_SHAPE)))
     assert out.logits.shape == (5, 2) and torch.isfinite(out.logits).all()
     assert out.pred.shape == (5,) and set(out.pred.tolist()) <= {0, 1}
     has_digits = name in ("pairs_siamese_aux", "pairs_digits")
@@ -195,7 +195,7 @@ def test_aux_loss_is_alpha_pair_plus_beta_gamma_digits():
     pair = [[2.0, -1.0], [0.5, 0.5]]
     digits = [[[0.0] * 10, [1.0] + [0.0] * 9], [[3.0] + [0.0] * 9, [0.0] * 9 + [2.0]]]
     target, classes = [1, 0], [[4, 0], [0, 9]]
-    out = pairs.PairOut(torch.tensor(pair), torch.tensor(digits), torch.zeros(2, dtype=torch.long))
+    out = pair_nets.PairOut(torch.tensor(pair), torch.tensor(digits), torch.zeros(2, dtype=torch.long))
     cfg = {"pair_aux_alpha": 1.0, "pair_aux_gamma": 5.0, "pair_aux_decay": 0.5}
 
     class Aux:

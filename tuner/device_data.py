@@ -9,9 +9,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 
 from tuner.data import Images, Split
+from tuner.lazy import lazy
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 def _tensor(a: np.ndarray, device) -> torch.Tensor:

@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from tuner.errors import ConfigError
+from tuner.lazy import lazy
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+F = lazy("torch.nn.functional")
 
 DRW_BETA = 0.9999  # Cao et al.'s beta for the deferred class-balanced weights
 

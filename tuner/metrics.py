@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
+from tuner.lazy import lazy
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -34,7 +36,7 @@ def _mean(values):
 
 
 def metrics_from_confusion(cm, minority_classes: Sequence[int], prefix: str = "") -> dict[str, float]:
-    if isinstance(cm, torch.Tensor):
+    if not isinstance(cm, np.ndarray) and hasattr(cm, "detach"):  # a tensor (asked so without importing torch)
         cm = cm.detach().cpu().numpy()
     cm = np.asarray(cm, dtype=float)
     k = cm.shape[0]

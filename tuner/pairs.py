@@ -7,38 +7,38 @@ sample) load the digits; the pairing happens inside each trial with its `seed`, 
 the study gets new pairs and a new initialisation: `num_pairs` pairs from the MNIST training set
 (a `val_fraction` of them held out for selection) and `num_test_pairs` from the test set.
 
-Models return a pair-logit tensor or a `PairOut` with digit logits too. The loss depends on the
-model's `loss_kind`:
+Models (their torch modules are in `tuner.pair_nets`) return a pair-logit tensor or a `PairOut` with
+digit logits too. The loss depends on the model's `loss_kind`:
     pair    CE(pair)
     aux     alpha * CE(pair) + beta_t * gamma * (CE(digit 1) + CE(digit 2)),  beta_t = decay ** (epoch - 1)
     digits  CE(digit 1) + CE(digit 2); the pair is predicted by comparing the two predicted digits
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import NamedTuple
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 from tuner import data
 from tuner import metrics as metrics_mod
-from tuner.settings import Param, fraction, non_negative, one_of, positive
 from tuner.errors import ConfigError
+from tuner.lazy import inference_mode, lazy
 from tuner.models import build_model, register
 from tuner.remedies import Batch, EpochPlan
+from tuner.settings import Param, fraction, non_negative, one_of, positive
 from tuner.tasks import Task, TaskRun
 from tuner.tasks import register as register_task
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+nn = lazy("torch.nn")
+F = lazy("torch.nn.functional")
+pair_nets = lazy("tuner.pair_nets")  # the study's torch modules
 
 # dataset name -> the dataset its digits come from
 PAIR_DATASETS = {"digit_pairs": "mnist", "digit_pairs-sample": "mnist-sample"}
 PAIR_SHAPE = (2, 14, 14)
-HIDDEN = 100  # width of every hidden fully connected layer of the study
-DROPOUT = 0.4
 
 PARAMS = {
     "num_pairs": Param(1000, int, positive, "digit_pairs: pairs drawn from the MNIST training set (validation included)"),
@@ -140,26 +140,6 @@ def make_pair_split(images: data.Images, cfg: dict) -> PairSplit:
 
 # --- models ----------------------------------------------------------------------------------------
 
-class PairOut(NamedTuple):
-    logits: torch.Tensor  # (B, 2) pair logits; class 1 = first digit <= second
-    digits: torch.Tensor | None  # (B, 2, 10) digit logits of the two images, for models with digit heads
-    pred: torch.Tensor  # (B,) predicted target
-
-
-def as_pair_out(out) -> PairOut:
-    """Any registered model works on pairs: a plain logit tensor predicts by argmax."""
-    return out if isinstance(out, PairOut) else PairOut(out, None, out.argmax(1))
-
-
-def _head(n_in: int, num_classes: int, dropout: float = 0.0) -> list[nn.Module]:
-    drop = [nn.Dropout(dropout)] if dropout else []
-    return [nn.Flatten(), *drop, nn.Linear(n_in, HIDDEN), nn.ReLU(), *drop, nn.Linear(HIDDEN, num_classes)]
-
-
-def _conv(c_in: int, c_out: int, padding: int, bn: bool) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=padding), *([nn.BatchNorm2d(c_out)] if bn else []), nn.ReLU()]
-
-
 @register("pairs_perceptron")
 def pairs_perceptron(input_shape, num_classes, options):
     c, h, w = input_shape
@@ -169,86 +149,46 @@ def pairs_perceptron(input_shape, num_classes, options):
 @register("pairs_mlp")
 def pairs_mlp(input_shape, num_classes, options):
     c, h, w = input_shape
-    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
-                         nn.Linear(HIDDEN, num_classes))
+    hidden = pair_nets.HIDDEN
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, num_classes))
 
 
 @register("pairs_cnn")
 def pairs_cnn(input_shape, num_classes, options):
     c, h, w = input_shape
     side = lambda s: ((s - 2) // 2 - 2) // 2  # noqa: E731  conv 3 without padding, pool, conv, pool
-    return nn.Sequential(*_conv(c, 8, 0, False), nn.MaxPool2d(2), *_conv(8, 16, 0, False), nn.MaxPool2d(2),
-                         *_head(16 * side(h) * side(w), num_classes))
-
-
-def _padded_trunk(c: int, bn: bool) -> list[nn.Module]:
-    """Two padded convs, one max-pool after the second: 14x14 -> 16 x 7x7."""
-    return [*_conv(c, 8, 1, bn), *_conv(8, 16, 1, bn), nn.MaxPool2d(2)]
+    conv = pair_nets.conv
+    return nn.Sequential(*conv(c, 8, 0, False), nn.MaxPool2d(2), *conv(8, 16, 0, False), nn.MaxPool2d(2),
+                         *pair_nets.head(16 * side(h) * side(w), num_classes))
 
 
 @register("pairs_cnn_pad")
 def pairs_cnn_pad(input_shape, num_classes, options):
     c, h, w = input_shape
-    return nn.Sequential(*_padded_trunk(c, False), *_head(16 * (h // 2) * (w // 2), num_classes))
+    return nn.Sequential(*pair_nets.padded_trunk(c, False), *pair_nets.head(16 * (h // 2) * (w // 2), num_classes))
 
 
 @register("pairs_cnn_dropout")
 def pairs_cnn_dropout(input_shape, num_classes, options):
     c, h, w = input_shape
-    return nn.Sequential(*_padded_trunk(c, False), *_head(16 * (h // 2) * (w // 2), num_classes, DROPOUT))
+    return nn.Sequential(*pair_nets.padded_trunk(c, False),
+                         *pair_nets.head(16 * (h // 2) * (w // 2), num_classes, pair_nets.DROPOUT))
 
 
 @register("pairs_cnn_bn")
 def pairs_cnn_bn(input_shape, num_classes, options):
     c, h, w = input_shape
-    return nn.Sequential(*_padded_trunk(c, True), *_head(16 * (h // 2) * (w // 2), num_classes, DROPOUT))
-
-
-class _Residual(nn.Module):
-    """relu(x + bn(conv(relu(bn(conv(x)))))) at 16 channels."""
-
-    def __init__(self, channels: int = 16):
-        super().__init__()
-        self.body = nn.Sequential(*_conv(channels, channels, 1, True), nn.Conv2d(channels, channels, 3, padding=1),
-                                  nn.BatchNorm2d(channels))
-
-    def forward(self, x):
-        return F.relu(x + self.body(x))
+    return nn.Sequential(*pair_nets.padded_trunk(c, True),
+                         *pair_nets.head(16 * (h // 2) * (w // 2), num_classes, pair_nets.DROPOUT))
 
 
 @register("pairs_resnet")
 def pairs_resnet(input_shape, num_classes, options):
     # pairs_cnn_bn with 6 more 16-channel convs (3 residual blocks) after its pool, at 7x7
     c, h, w = input_shape
-    return nn.Sequential(*_padded_trunk(c, True), *(_Residual() for _ in range(3)),
-                         *_head(16 * (h // 2) * (w // 2), num_classes, DROPOUT))
-
-
-def digit_net(h: int, w: int) -> nn.Sequential:
-    """One 1xHxW digit -> 10 digit logits: the padded trunk with batch norm and dropout."""
-    return nn.Sequential(*_padded_trunk(1, True), *_head(16 * (h // 2) * (w // 2), 10, DROPOUT))
-
-
-def _each_digit(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, 2, H, W) -> (B, 2, 10): the same network (shared weights) on both digits, in one batch."""
-    b, two, h, w = x.shape
-    return net(x.reshape(b * two, 1, h, w)).view(b, two, -1)
-
-
-class Siamese(nn.Module):
-    """Shared digit network on each image; a small MLP compares the two 10-vectors."""
-
-    def __init__(self, input_shape, num_classes: int, aux: bool):
-        super().__init__()
-        _, h, w = input_shape
-        self.loss_kind = "aux" if aux else "pair"
-        self.digit = digit_net(h, w)
-        self.compare = nn.Sequential(nn.Linear(20, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, num_classes))
-
-    def forward(self, x):
-        digits = _each_digit(self.digit, x)
-        logits = self.compare(digits.flatten(1))
-        return PairOut(logits, digits if self.loss_kind == "aux" else None, logits.argmax(1))
+    return nn.Sequential(*pair_nets.padded_trunk(c, True), *(pair_nets.Residual() for _ in range(3)),
+                         *pair_nets.head(16 * (h // 2) * (w // 2), num_classes, pair_nets.DROPOUT))
 
 
 def _check_two_images(input_shape, name):
@@ -259,45 +199,19 @@ def _check_two_images(input_shape, name):
 @register("pairs_siamese")
 def pairs_siamese(input_shape, num_classes, options):
     _check_two_images(input_shape, "pairs_siamese")
-    return Siamese(input_shape, num_classes, aux=False)
+    return pair_nets.Siamese(input_shape, num_classes, aux=False)
 
 
 @register("pairs_siamese_aux")
 def pairs_siamese_aux(input_shape, num_classes, options):
     _check_two_images(input_shape, "pairs_siamese_aux")
-    return Siamese(input_shape, num_classes, aux=True)
-
-
-def compare_digits(digits: torch.Tensor) -> torch.Tensor:
-    """(B, 2, 10) digit logits -> (B, 2) log-probabilities [P(d1 > d2), P(d1 <= d2)] of independent digits."""
-    logp = F.log_softmax(digits.float(), dim=-1)
-    joint = logp[:, 0, :, None] + logp[:, 1, None, :]  # [b, i, j] = log p1(i) + log p2(j)
-    le = torch.ones(10, 10, dtype=torch.bool, device=digits.device).triu()  # i <= j
-    return torch.stack([joint.masked_fill(le, -math.inf).flatten(1).logsumexp(1),
-                        joint.masked_fill(~le, -math.inf).flatten(1).logsumexp(1)], dim=1)
-
-
-class DigitComparator(nn.Module):
-    """Classifies each digit (trained on the digit labels only) and predicts first <= second from the two
-    predicted digits. Its pair logits (for the reported losses) are the probabilities of that comparison."""
-
-    loss_kind = "digits"
-
-    def __init__(self, input_shape):
-        super().__init__()
-        _, h, w = input_shape
-        self.digit = digit_net(h, w)
-
-    def forward(self, x):
-        digits = _each_digit(self.digit, x)
-        predicted = digits.argmax(-1)
-        return PairOut(compare_digits(digits), digits, (predicted[:, 0] <= predicted[:, 1]).long())
+    return pair_nets.Siamese(input_shape, num_classes, aux=True)
 
 
 @register("pairs_digits")
 def pairs_digits(input_shape, num_classes, options):
     _check_two_images(input_shape, "pairs_digits")
-    return DigitComparator(input_shape)
+    return pair_nets.DigitComparator(input_shape)
 
 
 # --- loss ------------------------------------------------------------------------------------------
@@ -314,7 +228,7 @@ def loss_weights(model: nn.Module, cfg: dict, epoch: int) -> tuple[float, float]
     return (0.0, 1.0) if kind == "digits" else (1.0, 0.0)
 
 
-def pair_loss(out: PairOut, target, classes, w_pair: float, w_digit: float) -> torch.Tensor:
+def pair_loss(out: pair_nets.PairOut, target, classes, w_pair: float, w_digit: float) -> torch.Tensor:
     loss = out.logits.new_zeros(())
     if w_pair:
         loss = loss + w_pair * F.cross_entropy(out.logits.float(), target)
@@ -337,7 +251,7 @@ def _to_device(p: Pairs, mean: float, std: float, device) -> _OnDevice:
     return _OnDevice(x.to(device), torch.from_numpy(p.target).to(device), torch.from_numpy(p.classes).to(device))
 
 
-@torch.inference_mode()
+@inference_mode
 def evaluate(model: nn.Module, s: _OnDevice, batch_size: int) -> dict:
     model.eval()
     cm = torch.zeros(2, 2, dtype=torch.long, device=s.x.device)
@@ -346,7 +260,7 @@ def evaluate(model: nn.Module, s: _OnDevice, batch_size: int) -> dict:
     has_digits = False
     for b in range(0, len(s.target), batch_size):
         sl = slice(b, b + batch_size)
-        out = as_pair_out(model(s.x[sl]))
+        out = pair_nets.as_pair_out(model(s.x[sl]))
         loss_sum += F.cross_entropy(out.logits.float(), s.target[sl], reduction="sum")
         cm += metrics_mod.confusion_matrix(s.target[sl], out.pred, 2)
         if out.digits is not None:
@@ -365,7 +279,7 @@ class PairLoss(NamedTuple):
     w_pair: float
     w_digit: float
 
-    def __call__(self, out: PairOut, target, classes) -> torch.Tensor:
+    def __call__(self, out: pair_nets.PairOut, target, classes) -> torch.Tensor:
         return pair_loss(out, target, classes, self.w_pair, self.w_digit)
 
 
@@ -424,10 +338,10 @@ class PairsRun(TaskRun):
     def batch(self, plan, s, e):
         idx = plan.idx[s:e]
         target, classes = self.train_s.target[idx], self.train_s.classes[idx]
-        return Batch(self.train_s.x[idx], target, loss_of=lambda out, fn: fn(as_pair_out(out), target, classes))
+        return Batch(self.train_s.x[idx], target, loss_of=lambda out, fn: fn(pair_nets.as_pair_out(out), target, classes))
 
     def predict(self, out):
-        return as_pair_out(out).pred
+        return pair_nets.as_pair_out(out).pred
 
     def evaluate(self, model, precision) -> dict:
         val = evaluate(model, self.val_s, self.cfg["eval_batch_size"])

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import functools
 
-import torch
-
 from tuner.errors import ConfigError
+from tuner.lazy import lazy
 from tuner.settings import BF16_ON_CPU, FP16_ON_CPU
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 @functools.cache
@@ -37,10 +38,11 @@ class Precision:
     weights and optimizer state in fp32. fp16's narrow range needs loss scaling (GradScaler); bf16
     has fp32's range and needs none. fp32 runs with autocast disabled: the same numbers as without it."""
 
-    DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # torch's dtypes, by name
 
     def __init__(self, name: str, device: torch.device):
-        self.name, self.device_type, self.dtype = name, device.type, self.DTYPES[name]
+        dtype = self.DTYPES[name]
+        self.name, self.device_type, self.dtype = name, device.type, dtype and getattr(torch, dtype)
         self.scaler = torch.amp.GradScaler(device.type, enabled=name == "fp16")
 
     def autocast(self):

@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
 from tuner import metrics as metrics_mod
 from tuner import remedies
 from tuner.data import Images, make_split
 from tuner.device_data import DeviceData
 from tuner.errors import ConfigError
+from tuner.lazy import inference_mode, lazy
 from tuner.models import build_model
 from tuner.precision import Precision
 from tuner.settings import Param
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 TASKS: dict[str, "Task"] = {}
 
@@ -127,7 +129,7 @@ class TaskRun:
 CPU_EVAL_CHUNK = 128
 
 
-@torch.inference_mode()
+@inference_mode
 def evaluate(model, dd: DeviceData, x_u8, y, idx, batch_size: int, loss_fn=None, precision=None,
              adjust=None) -> tuple[torch.Tensor, float]:
     """Confusion matrix and mean loss over (a subset of) a set, in large batches without gradients.

@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import math
 
-import torch
-import torch.nn.functional as F
-
+from tuner.lazy import lazy
 from tuner.remedies.base import Remedy, register
 from tuner.settings import Param, Range, non_negative, one_of
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+F = lazy("torch.nn.functional")
 
 
 @register

@@ -25,10 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
-
 from tuner.errors import ConfigError
+from tuner.lazy import lazy
 from tuner.settings import Param
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 class Remedy:

@@ -1,11 +1,12 @@
 """Class-aware sampling: each epoch's sample drawn class by class with probability ~ n_c^q."""
 from __future__ import annotations
 
-import torch
-
 from tuner.errors import ConfigError
+from tuner.lazy import lazy
 from tuner.remedies.base import EpochPlan, Remedy, register
 from tuner.settings import Param, Range
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 @register

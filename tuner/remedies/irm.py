@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
-
+from tuner.lazy import lazy
 from tuner.remedies.base import Remedy, register
 from tuner.settings import Param, Range, non_negative, one_of
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 @register

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 
-import torch
-
+from tuner.lazy import lazy
 from tuner.remedies.base import Copies, Remedy, register
 from tuner.settings import Param, Range, one_of
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 def _variances(v):

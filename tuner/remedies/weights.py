@@ -1,10 +1,11 @@
 """Hand-set class weights of the loss: `minority_weight`, or one weight per class."""
 from __future__ import annotations
 
-import torch
-
+from tuner.lazy import lazy
 from tuner.remedies.base import Remedy, register
 from tuner.settings import Param, Range, positive
+
+torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 def _weights(v):
