@@ -11,7 +11,8 @@ MAX_FUNCTION_LINES = 60
 
 
 def tuner_imports(path: Path) -> set[str]:
-    """The tuner modules a file imports, anywhere in it (module level or inside functions)."""
+    """The tuner modules a file imports, anywhere in it (module level, inside functions, or
+    through `tuner.lazy.lazy("tuner....")`)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -21,6 +22,9 @@ def tuner_imports(path: Path) -> set[str]:
                 out |= {f"tuner.{a.name}" for a in node.names}
             elif node.module.startswith("tuner."):
                 out.add(node.module)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy" and node.args
+              and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("tuner.")):
+            out.add(node.args[0].value)  # tuner.lazy: an import on first use is an import too
     return out
 
 

@@ -64,7 +64,7 @@ def test_a_checked_file_is_read_once_per_process(fake_weights, trust, monkeypatc
     path, _, _ = fake_weights
     trust(path)
     assert models.check_vgg_weights(str(path)) is None
-    monkeypatch.setattr(models.torch, "load", None)  # a second check must not load (nor hash) the file again
+    monkeypatch.setattr(torch, "load", None)  # a second check must not load (nor hash) the file again
     for _ in range(3):
         resolve({"model": "vgg", "vgg_weights": str(path)})
 

@@ -59,9 +59,9 @@ def head_without_idle_daemons(workers: int | None = None):
     `workers` worker processes ahead (Ray: one per CPU) and none of the Python daemons a search
     never uses.
     The workers: each one Ray starts ahead imports torch and the package (`local_ray_options`, 3 s
-    of CPU on the 2-core VM), so `workers` is the number of trials that run at once; more would
-    only take CPU from the first trial's worker, and with two candidates Ray gave the first trial
-    to the one that had not imported anything in some starts (docs/performance.md). The raylet's
+    of CPU on the 2-core VM), so `workers` is the number of trials that run at once: more would
+    only take CPU from the first trial's worker, or be given the first trial before the one that
+    has imported (docs/performance.md, sixth round). The raylet's
     command line (PRESTART_FLAG, set by `start_raylet` from the CPU count) is rewritten as Ray
     starts it; Ray starts more workers later if a trial needs one.
     The daemons: the API server (Ray starts it even with
