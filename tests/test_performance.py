@@ -388,3 +388,19 @@ print(len(checked), sorted(m for m in sys.modules if m == "torch" or m.startswit
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "22 []"
+
+
+def test_a_lazy_module_is_imported_when_first_read_and_pickles_by_name():
+    code = """
+import pickle, sys
+from tuner.lazy import lazy
+m = lazy("colorsys")
+before = "colorsys" in sys.modules
+hsv = m.rgb_to_hsv(1.0, 0.0, 0.0)
+import colorsys
+back = pickle.loads(pickle.dumps(m))
+print(before, "colorsys" in sys.modules, hsv == colorsys.rgb_to_hsv(1.0, 0.0, 0.0), back.hls_to_rgb(0, 0.5, 1) == colorsys.hls_to_rgb(0, 0.5, 1))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "True", "True"]

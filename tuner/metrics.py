@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+
 from tuner.lazy import lazy
 
 torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch

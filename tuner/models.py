@@ -14,12 +14,12 @@ import math
 import re
 from pathlib import Path
 from typing import Callable
+
 from tuner.lazy import lazy
 
 torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
 nn = lazy("torch.nn")
-nets = lazy("tuner.nets")
-
+nets = lazy("tuner.nets")  # the classes among the models
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
