@@ -16,7 +16,7 @@ HOOK = {"TUNER_TRAINABLE": f"{__name__}:probe_trainable"}
 def probe_trainable(config: dict, data=None, plugins=None) -> None:
     import ray
 
-    seen = {"pid": os.getpid(), "preloaded": getattr(sys.modules.get("tuner.preload"), "preloaded", False),
+    seen = {"pid": os.getpid(), "preloaded": "tuner.preload" in sys.modules,
             "dynamo": "torch._dynamo" in sys.modules,
             "runtime_env": ray.get_runtime_context().get_runtime_env_string(),
             "PL_DISABLE_FORK": os.environ.get("PL_DISABLE_FORK"),

@@ -6,5 +6,3 @@ lets the trial take one of them)."""
 import torch._dynamo  # noqa: F401  (torch.optim imports it when the first optimizer is built: about 2 s)
 
 import tuner.trainable  # noqa: F401  (torch, the models, the remedies and the tasks)
-
-preloaded = True

@@ -61,15 +61,15 @@ def head_without_idle_daemons(workers: int | None = None):
     The workers: each one Ray starts ahead imports torch and the package (`local_ray_options`, 3 s
     of CPU on the 2-core VM), so `workers` is the number of trials that run at once: more would
     only take CPU from the first trial's worker, or be given the first trial before the one that
-    has imported (docs/performance.md, sixth round). The raylet's
-    command line (PRESTART_FLAG, set by `start_raylet` from the CPU count) is rewritten as Ray
-    starts it; Ray starts more workers later if a trial needs one.
-    The daemons: the API server (Ray starts it even with
-    include_dashboard=False, for its state and job APIs), the autoscaler monitor (nothing to
-    autoscale) and the log monitor (it streams the workers' output to a driver that asked for none:
-    log_to_driver=False). Each imports Ray's modules while the first trial's worker imports torch:
-    on the 2-core VM `ray.init` took 2.3-2.5 s without them against 3.5-4.5 s, and a preloaded
-    worker ran its first task 1.3-2.3 s sooner (docs/performance.md).
+    has imported (docs/performance.md, sixth round). The raylet's command line (PRESTART_FLAG, set
+    by `start_raylet` from the CPU count) is rewritten as Ray starts it; Ray starts more workers
+    later if a trial needs one.
+    The daemons: the API server (Ray starts it even with include_dashboard=False, for its state and
+    job APIs), the autoscaler monitor (nothing to autoscale) and the log monitor (it streams the
+    workers' output to a driver that asked for none: log_to_driver=False). Each imports Ray's
+    modules while the first trial's worker imports torch: on the 2-core VM `ray.init` took 2.3-2.5 s
+    without them against 3.5-4.5 s, and a preloaded worker ran its first task 1.3-2.3 s sooner
+    (docs/performance.md).
     ray.init has no option for them (RayParams has `no_monitor` and `include_log_monitor`, which
     `ray start` sets and `ray.init` does not), so the head's Node sets them here, and its API server
     is left unstarted, the state Ray already handles when that server fails to start (its URL None;
