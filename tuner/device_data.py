@@ -13,7 +13,7 @@ import numpy as np
 from tuner.data import Images, Split
 from tuner.lazy import lazy
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 def _tensor(a: np.ndarray, device) -> torch.Tensor:

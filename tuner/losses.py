@@ -20,8 +20,8 @@ import numpy as np
 from tuner.errors import ConfigError
 from tuner.lazy import lazy
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
-F = lazy("torch.nn.functional")
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
+F = lazy("torch.nn.functional", globals())
 
 DRW_BETA = 0.9999  # Cao et al.'s beta for the deferred class-balanced weights
 

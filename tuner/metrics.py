@@ -12,7 +12,7 @@ import numpy as np
 
 from tuner.lazy import lazy
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:

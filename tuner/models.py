@@ -17,9 +17,9 @@ from typing import Callable
 
 from tuner.lazy import lazy
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
-nn = lazy("torch.nn")
-nets = lazy("tuner.nets")  # the classes among the models
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
+nn = lazy("torch.nn", globals())
+nets = lazy("tuner.nets", globals())  # the classes among the models
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 

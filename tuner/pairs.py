@@ -31,10 +31,10 @@ from tuner.settings import Param, fraction, non_negative, one_of, positive
 from tuner.tasks import Task, TaskRun
 from tuner.tasks import register as register_task
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
-nn = lazy("torch.nn")
-F = lazy("torch.nn.functional")
-pair_nets = lazy("tuner.pair_nets")  # the study's torch modules
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
+nn = lazy("torch.nn", globals())
+F = lazy("torch.nn.functional", globals())
+pair_nets = lazy("tuner.pair_nets", globals())  # the study's torch modules
 
 # dataset name -> the dataset its digits come from
 PAIR_DATASETS = {"digit_pairs": "mnist", "digit_pairs-sample": "mnist-sample"}

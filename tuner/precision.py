@@ -7,7 +7,7 @@ from tuner.errors import ConfigError
 from tuner.lazy import lazy
 from tuner.settings import BF16_ON_CPU, FP16_ON_CPU
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 @functools.cache

@@ -25,7 +25,7 @@ from tuner.models import build_model
 from tuner.precision import Precision
 from tuner.settings import Param
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 TASKS: dict[str, "Task"] = {}
 

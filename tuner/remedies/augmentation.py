@@ -10,8 +10,8 @@ from tuner.lazy import lazy
 from tuner.remedies.base import Remedy, register
 from tuner.settings import Param, Range, non_negative, one_of
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
-F = lazy("torch.nn.functional")
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
+F = lazy("torch.nn.functional", globals())
 
 
 @register

@@ -29,7 +29,7 @@ from tuner.errors import ConfigError
 from tuner.lazy import lazy
 from tuner.settings import Param
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 class Remedy:

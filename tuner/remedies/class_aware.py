@@ -6,7 +6,7 @@ from tuner.lazy import lazy
 from tuner.remedies.base import EpochPlan, Remedy, register
 from tuner.settings import Param, Range
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 @register

@@ -7,7 +7,7 @@ from tuner.lazy import lazy
 from tuner.remedies.base import Copies, Remedy, register
 from tuner.settings import Param, Range, one_of
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 def _variances(v):

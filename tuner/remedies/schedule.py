@@ -9,7 +9,7 @@ from tuner.lazy import lazy
 from tuner.remedies.base import Remedy, register
 from tuner.settings import Param, Range, non_negative, one_of
 
-torch = lazy("torch")  # imported on first use (tuner.lazy): the driver's checks need no torch
+torch = lazy("torch", globals())  # imported on first use (tuner.lazy): the driver's checks need no torch
 
 
 @register
